@@ -1,0 +1,78 @@
+// Package cli wires the backbone pipeline (intent, plan, render, lab, verify,
+// chaos) to cobra commands. It holds no logic of its own beyond flag parsing
+// and output formatting.
+package cli
+
+import (
+	"errors"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// ExitError carries a specific exit code (e.g. 1 for failed validation)
+// without an extra message when the command already reported the problem.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string {
+	if e.Err == nil {
+		return ""
+	}
+	return e.Err.Error()
+}
+
+func (e *ExitError) Unwrap() error { return e.Err }
+
+// env is what every command needs from the outside world.
+type env struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// Execute runs the CLI with args and returns the process exit code.
+func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRoot(e)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.Execute()
+	if err == nil {
+		return 0, nil
+	}
+	var ee *ExitError
+	if errors.As(err, &ee) {
+		if ee.Err == nil {
+			return ee.Code, nil
+		}
+		return ee.Code, ee.Err
+	}
+	return 1, err
+}
+
+func newRoot(e *env) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "backbone",
+		Short:         "Build, run and verify an encrypted dual-stack IP/MPLS backbone of Linux routers",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	for _, add := range commandBuilders {
+		root.AddCommand(add(e))
+	}
+	return root
+}
+
+// commandBuilders is appended to by each command file's init-free
+// registration below; kept as a static list to avoid global mutable state.
+var commandBuilders = []func(*env) *cobra.Command{
+	newIntentCmd,
+	newValidateCmd,
+	newPlanCmd,
+	newRenderCmd,
+}

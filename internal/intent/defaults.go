@@ -1,0 +1,115 @@
+package intent
+
+// Default values filled in by Load for fields the user omitted.
+const (
+	DefaultUnderlayMTU    = 1500
+	DefaultIKE            = "chacha20poly1305-prfsha256-x25519"
+	DefaultESP            = "chacha20poly1305-x25519"
+	DefaultArea           = "0.0.0.0"
+	DefaultHello          = 10
+	DefaultDead           = 40
+	DefaultCost           = 10
+	DefaultConnectRetry   = 120
+	DefaultBFDInterval    = 300
+	DefaultBFDMultiplier  = 3
+	DefaultPlatformLabels = 100000
+	DefaultLabelStack     = 2
+	DefaultUnderlayIf     = "eth0"
+	DefaultRekeyTime      = "4h"
+)
+
+func boolPtr(b bool) *bool { return &b }
+
+func (in *Intent) applyDefaults() {
+	if in.Underlay.MTU == 0 {
+		in.Underlay.MTU = DefaultUnderlayMTU
+	}
+	e := &in.Encryption
+	if e.Type == "" {
+		e.Type = "ipsec"
+	}
+	if e.Mode == "" {
+		e.Mode = "transport"
+	}
+	if e.IKE == "" {
+		e.IKE = DefaultIKE
+	}
+	if e.ESP == "" {
+		e.ESP = DefaultESP
+	}
+	if e.Auth == "" {
+		e.Auth = "psk"
+	}
+	if e.RekeyTime == "" {
+		e.RekeyTime = DefaultRekeyTime
+	}
+	p := &in.Protocols
+	if p.OSPF.Area == "" {
+		p.OSPF.Area = DefaultArea
+	}
+	if p.OSPF.HelloInterval == 0 {
+		p.OSPF.HelloInterval = DefaultHello
+	}
+	if p.OSPF.DeadInterval == 0 {
+		p.OSPF.DeadInterval = 4 * p.OSPF.HelloInterval
+	}
+	if p.OSPF.Cost == 0 {
+		p.OSPF.Cost = DefaultCost
+	}
+	if p.LDP.Enabled == nil {
+		p.LDP.Enabled = boolPtr(true)
+	}
+	if p.LDP.Sync == nil {
+		p.LDP.Sync = boolPtr(true)
+	}
+	if p.BGP.ConnectRetry == 0 {
+		p.BGP.ConnectRetry = DefaultConnectRetry
+	}
+	if p.BFD.Enabled == nil {
+		p.BFD.Enabled = boolPtr(true)
+	}
+	if p.BFD.IntervalMS == 0 {
+		p.BFD.IntervalMS = DefaultBFDInterval
+	}
+	if p.BFD.Multiplier == 0 {
+		p.BFD.Multiplier = DefaultBFDMultiplier
+	}
+	if p.MPLS.PlatformLabels == 0 {
+		p.MPLS.PlatformLabels = DefaultPlatformLabels
+	}
+	if p.MPLS.LabelStack == 0 {
+		p.MPLS.LabelStack = DefaultLabelStack
+	}
+	for i := range in.Routers {
+		r := &in.Routers[i]
+		if r.Underlay.Interface == "" && r.Role != RoleCE {
+			r.Underlay.Interface = DefaultUnderlayIf
+		}
+	}
+	for i := range in.Links {
+		l := &in.Links[i]
+		if l.Encap == "" {
+			l.Encap = EncapGRE
+		}
+		if l.Cost == 0 {
+			l.Cost = p.OSPF.Cost
+		}
+		if l.LDP == nil {
+			l.LDP = boolPtr(*p.LDP.Enabled)
+		}
+		if l.Encryption == "" {
+			l.Encryption = e.Type
+		}
+	}
+	for i := range in.Sites {
+		if in.Sites[i].Routing == "" {
+			in.Sites[i].Routing = RoutingStatic
+		}
+	}
+}
+
+// LDPEnabled reports whether LDP runs on the link.
+func (l Link) LDPEnabled() bool { return l.LDP == nil || *l.LDP }
+
+// Encrypted reports whether the link is protected by IPsec.
+func (l Link) Encrypted() bool { return l.Encryption == "ipsec" }

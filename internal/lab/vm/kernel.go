@@ -1,0 +1,220 @@
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// DefaultCacheDir holds downloaded kernels (and the KVM probe result).
+const DefaultCacheDir = "/var/cache/backbone"
+
+// kernelMeta is the Debian meta package whose dependency names the kernel.
+const kernelMeta = "linux-image-amd64"
+
+// Kernel is an unpacked kernel package ready to boot.
+type Kernel struct {
+	Version string // e.g. 6.1.0-56-amd64
+	Vmlinuz string // absolute path of the kernel image
+	// ModulesDir is the unpacked lib/modules directory: it contains
+	// <Version>/ with modules.dep. The guest bind-mounts it on /lib/modules.
+	ModulesDir string
+}
+
+// currentFile is a small KEY=VALUE file (bash can source it) naming the
+// kernel to use; scripts/fetch-kernel writes the same format.
+func currentFile(cacheDir string) string { return filepath.Join(cacheDir, "kernel", "current") }
+
+// LoadKernel reads the cached kernel description without downloading.
+func LoadKernel(cacheDir string) (Kernel, error) {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir
+	}
+	b, err := os.ReadFile(currentFile(cacheDir))
+	if err != nil {
+		return Kernel{}, fmt.Errorf("no kernel in cache %s: %w (run `backbone vm fetch-kernel` or scripts/fetch-kernel)", cacheDir, err)
+	}
+	k := parseCurrent(b)
+	if err := k.check(); err != nil {
+		return Kernel{}, fmt.Errorf("kernel cache %s is incomplete: %w (delete %s and fetch again)", cacheDir, err, currentFile(cacheDir))
+	}
+	return k, nil
+}
+
+func parseCurrent(b []byte) Kernel {
+	var k Kernel
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, val, ok := strings.Cut(strings.TrimSpace(sc.Text()), "=")
+		if !ok {
+			continue
+		}
+		val = strings.Trim(val, `"'`)
+		switch key {
+		case "version":
+			k.Version = val
+		case "vmlinuz":
+			k.Vmlinuz = val
+		case "modules":
+			k.ModulesDir = val
+		}
+	}
+	return k
+}
+
+func formatCurrent(k Kernel) []byte {
+	return fmt.Appendf(nil, "version=%s\nvmlinuz=%s\nmodules=%s\n", k.Version, k.Vmlinuz, k.ModulesDir)
+}
+
+func (k Kernel) check() error {
+	if k.Version == "" || k.Vmlinuz == "" || k.ModulesDir == "" {
+		return fmt.Errorf("version, vmlinuz or modules missing")
+	}
+	for _, p := range []string{k.Vmlinuz, filepath.Join(k.ModulesDir, k.Version, "modules.dep")} {
+		if _, err := os.Stat(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var depRe = regexp.MustCompile(`(?m)^\s*\|?Depends:\s*(linux-image-[0-9][^\s:]*)`)
+
+// parseKernelDepends finds the versioned kernel package in the output of
+// `apt-cache depends linux-image-amd64`.
+func parseKernelDepends(out []byte) (string, error) {
+	m := depRe.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("apt-cache does not know which kernel %s depends on: run `apt-get update` (output: %s)", kernelMeta, strings.TrimSpace(string(out)))
+	}
+	return string(m[1]), nil
+}
+
+// kernelVersionFromPackage turns linux-image-6.1.0-56-amd64 into
+// 6.1.0-56-amd64.
+func kernelVersionFromPackage(pkg string) string {
+	v := strings.TrimPrefix(pkg, "linux-image-")
+	return strings.TrimSuffix(v, "-unsigned")
+}
+
+// EnsureKernel returns the cached kernel, downloading and unpacking the
+// Debian kernel package that linux-image-amd64 depends on when the cache is
+// empty. It needs apt-get, apt-cache, dpkg-deb and depmod (Debian, after
+// `apt-get update`). progress may be nil.
+func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (Kernel, error) {
+	if cacheDir == "" {
+		cacheDir = DefaultCacheDir
+	}
+	if progress == nil {
+		progress = func(string) {}
+	}
+	if k, err := LoadKernel(cacheDir); err == nil {
+		return k, nil
+	}
+	for _, tool := range []struct{ name, pkg string }{
+		{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"}, {"depmod", "kmod"},
+	} {
+		if _, err := exec.LookPath(tool.name); err != nil {
+			return Kernel{}, fmt.Errorf("%s not found: the VM kernel is fetched from Debian's archive; run `apt-get install %s` (or put an unpacked kernel in %s, see scripts/fetch-kernel)", tool.name, tool.pkg, cacheDir)
+		}
+	}
+	kdir := filepath.Join(cacheDir, "kernel")
+	if err := os.MkdirAll(kdir, 0o755); err != nil {
+		return Kernel{}, fmt.Errorf("create kernel cache: %w", err)
+	}
+	run := func(dir string, name string, args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, name, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "LC_ALL=C")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return out, nil
+	}
+
+	out, err := run(kdir, "apt-cache", "depends", kernelMeta)
+	if err != nil {
+		return Kernel{}, fmt.Errorf("%w (run `apt-get update` first)", err)
+	}
+	pkg, err := parseKernelDepends(out)
+	if err != nil {
+		return Kernel{}, err
+	}
+	version := kernelVersionFromPackage(pkg)
+	progress(fmt.Sprintf("downloading kernel package %s", pkg))
+	dl, err := os.MkdirTemp(kdir, "download-")
+	if err != nil {
+		return Kernel{}, err
+	}
+	defer os.RemoveAll(dl)
+	// Sandbox user root: apt would otherwise warn that _apt cannot write
+	// to the download directory.
+	if _, err := run(dl, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg); err != nil {
+		return Kernel{}, fmt.Errorf("%w (is the Debian archive reachable, and was `apt-get update` run?)", err)
+	}
+	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
+	if len(debs) != 1 {
+		return Kernel{}, fmt.Errorf("apt-get download %s left %d .deb files in %s, want 1", pkg, len(debs), dl)
+	}
+	progress(fmt.Sprintf("unpacking %s", filepath.Base(debs[0])))
+	root := filepath.Join(dl, "root")
+	if _, err := run(dl, "dpkg-deb", "-x", debs[0], root); err != nil {
+		return Kernel{}, err
+	}
+	// The package layout may be lib/modules or usr/lib/modules.
+	modules := ""
+	for _, cand := range []string{"lib/modules", "usr/lib/modules"} {
+		if _, err := os.Stat(filepath.Join(root, cand, version)); err == nil {
+			modules = cand
+			break
+		}
+	}
+	if modules == "" {
+		return Kernel{}, fmt.Errorf("package %s has no lib/modules/%s", pkg, version)
+	}
+	if modules == "usr/lib/modules" {
+		// depmod -b looks in BASE/lib/modules.
+		if err := os.Symlink("usr/lib", filepath.Join(root, "lib")); err != nil && !os.IsExist(err) {
+			return Kernel{}, err
+		}
+	}
+	progress(fmt.Sprintf("running depmod for %s", version))
+	if _, err := run(dl, "depmod", "-b", root, version); err != nil {
+		return Kernel{}, err
+	}
+	final := filepath.Join(kdir, version)
+	os.RemoveAll(final)
+	if err := os.Rename(root, final); err != nil {
+		return Kernel{}, err
+	}
+	k := Kernel{
+		Version:    version,
+		Vmlinuz:    filepath.Join(final, "boot", "vmlinuz-"+version),
+		ModulesDir: filepath.Join(final, modules),
+	}
+	if err := k.check(); err != nil {
+		return Kernel{}, fmt.Errorf("unpacked kernel %s is unusable: %w", pkg, err)
+	}
+	if err := writeFileAtomic(currentFile(cacheDir), formatCurrent(k), 0o644); err != nil {
+		return Kernel{}, err
+	}
+	progress(fmt.Sprintf("kernel %s cached in %s", version, final))
+	return k, nil
+}
+
+func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}
