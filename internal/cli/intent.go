@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +37,13 @@ func intentFlag(cmd *cobra.Command, path *string) {
 // loadPlan loads, validates and plans an intent, printing warnings to w.
 // On validation errors it prints every problem and returns exit code 1.
 func loadPlan(path string, w io.Writer) (*intent.Document, *plan.Plan, error) {
-	doc, err := intent.LoadFile(path)
+	return loadPlanFrom(path, os.Stdin, w)
+}
+
+// loadPlanFrom is loadPlan with "-" reading from stdin (the command's, so
+// that in-process runs and tests can feed it).
+func loadPlanFrom(path string, stdin io.Reader, w io.Writer) (*intent.Document, *plan.Plan, error) {
+	doc, err := intent.LoadFrom(path, stdin)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -67,7 +74,7 @@ func newValidateCmd(e *env) *cobra.Command {
 		Short: "Check an intent and report every problem at once (exit 1 on any error)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			doc, err := intent.LoadFile(path)
+			doc, err := intent.LoadFrom(path, e.stdin)
 			if err != nil {
 				return &ExitError{Code: 1, Err: err}
 			}

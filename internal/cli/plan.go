@@ -19,7 +19,7 @@ func newPlanCmd(e *env) *cobra.Command {
 		Short: "Show the derived plan: addresses, interfaces, RDs, BGP sessions, MTU budget per link",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, p, err := loadPlan(path, e.stderr)
+			_, p, err := loadPlanFrom(path, e.stdin, e.stderr)
 			if err != nil {
 				return err
 			}

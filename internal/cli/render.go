@@ -21,7 +21,7 @@ func newRenderCmd(e *env) *cobra.Command {
 			if out == "" {
 				return &ExitError{Code: 2, Err: fmt.Errorf("render: -o DIR is required")}
 			}
-			_, p, err := loadPlan(path, e.stderr)
+			_, p, err := loadPlanFrom(path, e.stdin, e.stderr)
 			if err != nil {
 				return err
 			}

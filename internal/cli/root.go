@@ -31,11 +31,14 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// args are the command-line arguments, for forwarding a lab command
+	// into the lab's VM unchanged.
+	args []string
 }
 
 // Execute runs the CLI with args and returns the process exit code.
 func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, args: args}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -75,4 +78,8 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newValidateCmd,
 	newPlanCmd,
 	newRenderCmd,
+	newLabCmd,
+	newLabNodeCmd,
+	newVMCmd,
+	newLabVMAgentCmd,
 }

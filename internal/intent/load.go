@@ -27,15 +27,19 @@ type Document struct {
 	lines map[string]int
 }
 
-// LoadFile reads an intent from path, or the embedded default if path is "".
-func LoadFile(path string) (*Document, error) {
+// LoadFile reads an intent from path, or the embedded default if path is
+// "", or standard input if path is "-".
+func LoadFile(path string) (*Document, error) { return LoadFrom(path, os.Stdin) }
+
+// LoadFrom is LoadFile with "-" reading from stdin.
+func LoadFrom(path string, stdin io.Reader) (*Document, error) {
 	if path == "" {
 		return Load(defaultYAML, "default")
 	}
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = io.ReadAll(os.Stdin)
+		data, err = io.ReadAll(stdin)
 	} else {
 		data, err = os.ReadFile(path)
 	}

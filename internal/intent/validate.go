@@ -75,8 +75,12 @@ func parseAddr(c *collector, path, s string, wantV6 bool) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	a, err := netip.ParseAddr(s)
-	if err != nil || a.Is6() != wantV6 || a.Is4In6() {
+	if err != nil || a.Is6() != wantV6 || a.Is4In6() || a.Zone() != "" {
 		c.errorf(path, "write a bare "+family(wantV6)+" address without prefix length", "%q is not an %s address", s, family(wantV6))
+		return netip.Addr{}, false
+	}
+	if !a.IsGlobalUnicast() {
+		c.errorf(path, "use a unicast address such as "+map[bool]string{false: "10.0.0.1", true: "fd00::1"}[wantV6], "%s is not a unicast address", a)
 		return netip.Addr{}, false
 	}
 	return a, true
@@ -122,16 +126,30 @@ func validatePools(in *Intent, c *collector) []pool {
 			c.errorf(s.path, "use a shorter prefix length", "%s is too small to allocate from", p)
 			continue
 		}
+		if s.path == "pools.link_v4" && p.Bits() < 8 {
+			// VXLAN VNIs are 10000 + the link's /31 slot: 24 bits.
+			c.errorf(s.path, "use a /8 or longer prefix (a /8 holds over 8 million links)", "%s is too large: link VNIs are derived from its /31 slots and must fit in 24 bits", p)
+			continue
+		}
 		out = append(out, pool{s.path, p})
 	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[i].prefix.Overlaps(out[j].prefix) {
-				c.errorf(out[j].path, "give each pool its own range", "%s overlaps %s (%s)", out[j].prefix, out[i].path, out[i].prefix)
+	// A pool that overlaps an earlier one is reported once and left out, so
+	// that later checks against the pools do not repeat the mistake.
+	var clear []pool
+	for _, p := range out {
+		overlap := false
+		for _, q := range clear {
+			if q.prefix.Overlaps(p.prefix) {
+				c.errorf(p.path, "give each pool its own range", "%s overlaps %s (%s)", p.prefix, q.path, q.prefix)
+				overlap = true
+				break
 			}
 		}
+		if !overlap {
+			clear = append(clear, p)
+		}
 	}
-	return out
+	return clear
 }
 
 func validateEncryption(in *Intent, c *collector) {
@@ -152,7 +170,11 @@ func validateEncryption(in *Intent, c *collector) {
 		c.errorf("encryption.mode", `use "transport" or "tunnel"`, "unknown IPsec mode %q", e.Mode)
 	}
 	switch e.Auth {
-	case "psk", "pubkey":
+	case "psk":
+	case "pubkey":
+		// The renderers write PSK authentication only: accepting pubkey
+		// would silently configure something else than the intent says.
+		c.errorf("encryption.auth", `use "psk" for now`, "pubkey authentication is not implemented yet")
 	default:
 		c.errorf("encryption.auth", `use "psk" or "pubkey"`, "unknown authentication %q", e.Auth)
 	}
@@ -378,6 +400,14 @@ func validateRouters(in *Intent, pools []pool, c *collector) map[string]routerIn
 		}{{path + ".loopback.ipv4", r.Loopback.IPv4, false}, {path + ".loopback.ipv6", r.Loopback.IPv6, true}} {
 			if a, ok := parseAddr(c, lb.path, lb.val, lb.v6); ok {
 				claim(lb.path, r.Name, a)
+				// The plan hands out link networks without looking at
+				// loopbacks: one inside a link pool would be given to a link.
+				for _, p := range pools {
+					if (p.path == "pools.link_v4" || p.path == "pools.link_v6") && p.prefix.Contains(a) {
+						c.errorf(lb.path, "pin loopbacks inside the loopback pools, or leave them out to have them allocated",
+							"%s lies in %s (%s), which the plan carves into link networks", a, p.path, p.prefix)
+					}
+				}
 			}
 		}
 		routers[r.Name] = info
@@ -574,16 +604,21 @@ func validateVRFs(in *Intent, c *collector) map[string]int {
 		path := fmt.Sprintf("vrfs[%d]", i)
 		if !nameRE.MatchString(v.Name) || len(v.Name) > MaxVRFName {
 			c.errorf(path+".name", "use lower-case letters, digits and dashes, at most 15 characters (it names a Linux device)", "%q is not a valid VRF name", v.Name)
+		} else if clash := deviceClash(in, v.Name); clash != "" {
+			c.errorf(path+".name", "rename the VRF: it becomes a Linux device next to the router's own", "VRF %q would clash with %s", v.Name, clash)
 		}
 		if prev, ok := vrfs[v.Name]; ok {
 			c.errorf(path+".name", "rename one of them", "VRF %q is already defined at vrfs[%d]", v.Name, prev)
 		} else {
 			vrfs[v.Name] = i
 		}
+		dupID := false
 		if v.ID < 1 || v.ID > 65535 {
 			c.errorf(path+".id", "number every VRF from 1 to 65535; the id forms its RD and table", "VRF id %d is out of range", v.ID)
 		} else if prev, ok := ids[v.ID]; ok {
 			c.errorf(path+".id", "give every VRF its own id", "id %d is already used by vrfs[%d]", v.ID, prev)
+			// Its derived table is a duplicate too: one mistake, one error.
+			dupID = true
 		} else {
 			ids[v.ID] = i
 		}
@@ -591,7 +626,9 @@ func validateVRFs(in *Intent, c *collector) map[string]int {
 		if table == 0 {
 			table = 1000 + v.ID
 		}
-		if table < 1 || table == 253 || table == 254 || table == 255 || table > 1<<31-1 {
+		if dupID && v.Table == 0 {
+			// Reported with the id.
+		} else if table < 1 || table == 253 || table == 254 || table == 255 || table > 1<<31-1 {
 			c.errorf(path+".table", "use a free kernel table such as 1100", "table %d is reserved or out of range", table)
 		} else if prev, ok := tables[table]; ok {
 			c.errorf(path+".table", "give every VRF its own table", "table %d is already used by vrfs[%d]", table, prev)
@@ -618,6 +655,25 @@ func validateVRFs(in *Intent, c *collector) map[string]int {
 		}
 	}
 	return vrfs
+}
+
+// deviceClash names the device a VRF of that name would collide with on a
+// PE, or returns "".
+func deviceClash(in *Intent, name string) string {
+	if name == "lo" {
+		return "the loopback device"
+	}
+	for _, prefix := range []string{"gre-", "vx-", "to-"} {
+		if strings.HasPrefix(name, prefix) {
+			return "the names backbone gives tunnels and PE-CE interfaces (" + prefix + "<router>)"
+		}
+	}
+	for _, r := range in.Routers {
+		if r.Role == RolePE && r.Underlay.Interface == name {
+			return "the underlay interface of " + r.Name
+		}
+	}
+	return ""
 }
 
 func validateSites(in *Intent, routers map[string]routerInfo, vrfs map[string]int, pools []pool, c *collector) {
@@ -689,6 +745,12 @@ func validateSites(in *Intent, routers map[string]routerInfo, vrfs map[string]in
 			if err != nil {
 				c.errorf(pp, "write a prefix such as 192.168.1.0/24", "%q is not a prefix", ps)
 				continue
+			}
+			// Without a PE-CE network of its family the prefix would get
+			// neither a static route nor a BGP session: unreachable.
+			if v6 := p.Addr().Is6(); (v6 && s.IPv6 == "") || (!v6 && s.IPv4 == "") {
+				c.errorf(pp, fmt.Sprintf("add %s: to the site, or remove the prefix", strings.ToLower(family(v6))),
+					"%s is %s, but the site has no %s PE-CE network to reach it", p, family(v6), family(v6))
 			}
 			nets = append(nets, netOwner{pp, s.VRF, p.Masked()})
 		}

@@ -63,6 +63,9 @@ func (a *allocator) pin(p netip.Prefix, owner string) (string, bool) {
 	if prev, taken := a.used[s]; taken {
 		return prev, false
 	}
+	if s < a.first {
+		return "", true // never allocated: reserving it would only shrink size()
+	}
 	a.used[s] = owner
 	return "", true
 }
@@ -100,6 +103,16 @@ func (a *allocator) prefixAt(slot uint64) netip.Prefix {
 	base.FillBytes(buf)
 	addr, _ := netip.AddrFromSlice(buf)
 	return netip.PrefixFrom(addr, a.bits)
+}
+
+// CEAddress is the address a CE holds in one of its customer prefixes:
+// the first host (network + 1), or the address itself for a /32 or /128,
+// where network + 1 would lie outside the prefix.
+func CEAddress(p netip.Prefix) netip.Addr {
+	if p.Bits() == p.Addr().BitLen() {
+		return p.Addr()
+	}
+	return p.Masked().Addr().Next()
 }
 
 // nthAddr returns the address n after p's network address.

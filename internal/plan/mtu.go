@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"strings"
+
 	"github.com/backbone-net/backbone/internal/intent"
 )
 
@@ -80,7 +82,9 @@ func budget(s stack) MTUBudget {
 			espLayers = append([]Layer{{"UDP encapsulation (port 4500)", 8}}, espLayers...)
 		}
 		if s.tunnelMode {
-			espLayers = append([]Layer{{"ESP tunnel-mode " + ipName, outer}}, espLayers...)
+			// Tunnel mode keeps the tunnel's own header inside ESP, behind
+			// the IV: the listing goes outermost first.
+			espLayers = append(espLayers, Layer{"tunnel's " + strings.TrimPrefix(ipName, "outer ") + " inside ESP tunnel mode", outer})
 		}
 	}
 	var encap []Layer

@@ -31,6 +31,10 @@ const (
 	stateMountOpts = "trans=virtio,version=9p2000.L,msize=262144"
 )
 
+// stage1TimesPath receives "<uptime at start> <uptime at switch_root>" from
+// stage 1, in seconds (on the guest's /run tmpfs).
+const stage1TimesPath = "/run/backbone-vm/stage1"
+
 // initramfsSpec is everything stage 1 needs to know.
 type initramfsSpec struct {
 	Busybox    string   // host path of a statically linked busybox
@@ -38,6 +42,9 @@ type initramfsSpec struct {
 	StateDir   string   // absolute; mounted at the same path in the guest
 	ModulesDir string   // host path of the unpacked lib/modules
 	Stage2     []string // argv of the guest init (absolute path first)
+	// CopyBinary, when set, is copied (guest paths) to Stage2[0] before
+	// switch_root: running from tmpfs beats paging the binary over 9p.
+	CopyBinary string
 }
 
 // cpioEntry is one member of a newc archive. Exactly one of Data, Src or
@@ -94,7 +101,8 @@ func (s initramfsSpec) initScript() string {
 	p("mount -t proc proc /proc")
 	p("mount -t sysfs sysfs /sys")
 	p("mount -t devtmpfs devtmpfs /dev")
-	p(`echo "backbone-init: stage 1 at $(cut -d' ' -f1 /proc/uptime)s"`)
+	p(`t0=$(cut -d' ' -f1 /proc/uptime)`)
+	p(`echo "backbone-init: stage 1 at ${t0}s"`)
 	for _, m := range s.Modules {
 		f := "/modules/" + filepath.Base(m)
 		p("insmod %s || fail %s", shq(f), shq("insmod "+f))
@@ -109,8 +117,14 @@ func (s initramfsSpec) initScript() string {
 	st := shq("/newroot" + s.StateDir)
 	p("mkdir -p %s && mount -t 9p -o %s state %s || fail %s", st, stateMountOpts, st, shq("mount the state dir (9p tag state) on "+s.StateDir))
 	p("mkdir -p /newroot/lib/modules && mount --bind %s /newroot/lib/modules || fail 'bind the kernel modules on /lib/modules'", shq("/lower"+s.ModulesDir))
+	p(`t1=$(cut -d' ' -f1 /proc/uptime)`)
+	p(`echo "backbone-init: switching root at ${t1}s"`)
+	p(`mkdir -p /newroot%s && echo "$t0 $t1" > /newroot%s`, filepath.Dir(stage1TimesPath), stage1TimesPath)
 	p("mount --move /proc /newroot/proc && mount --move /sys /newroot/sys && mount --move /dev /newroot/dev || fail 'move /proc /sys /dev'")
-	p(`echo "backbone-init: switching root at $(cut -d' ' -f1 /newroot/proc/uptime)s"`)
+	if s.CopyBinary != "" {
+		dst := "/newroot" + s.Stage2[0]
+		p("mkdir -p %s && cp %s %s || fail %s", shq(filepath.Dir(dst)), shq("/newroot"+s.CopyBinary), shq(dst), shq("copy "+s.CopyBinary))
+	}
 	args := make([]string, len(s.Stage2))
 	for i, a := range s.Stage2 {
 		args[i] = shq(a)
@@ -170,7 +184,7 @@ func writeCPIO(w io.Writer, entries []cpioEntry) error {
 
 // buildInitramfs resolves the boot modules of k and writes the archive to
 // dst.
-func buildInitramfs(dst string, k Kernel, busybox, stateDir string, stage2 []string) error {
+func buildInitramfs(dst string, k Kernel, busybox, stateDir string, stage2 []string, copyBinary string) error {
 	idx, err := loadModuleIndex(filepath.Join(k.ModulesDir, k.Version))
 	if err != nil {
 		return err
@@ -179,7 +193,7 @@ func buildInitramfs(dst string, k Kernel, busybox, stateDir string, stage2 []str
 	if len(missing) > 0 {
 		return fmt.Errorf("kernel %s lacks the boot modules %s (it cannot mount the shared root); use a Debian kernel (linux-image-amd64)", k.Version, strings.Join(missing, ", "))
 	}
-	spec := initramfsSpec{Busybox: busybox, StateDir: stateDir, ModulesDir: k.ModulesDir, Stage2: stage2}
+	spec := initramfsSpec{Busybox: busybox, StateDir: stateDir, ModulesDir: canonicalDir(k.ModulesDir), Stage2: stage2, CopyBinary: copyBinary}
 	for _, m := range order {
 		spec.Modules = append(spec.Modules, idx.file(m))
 	}

@@ -21,7 +21,11 @@ const kernelMeta = "linux-image-amd64"
 // Kernel is an unpacked kernel package ready to boot.
 type Kernel struct {
 	Version string // e.g. 6.1.0-56-amd64
-	Vmlinuz string // absolute path of the kernel image
+	Vmlinuz string // absolute path of the kernel image (bzImage)
+	// Vmlinux is the uncompressed ELF extracted from Vmlinuz, when that
+	// worked. qemu boots it directly through its PVH entry point, which
+	// skips firmware decompression: about 3 s less per boot under TCG.
+	Vmlinux string
 	// ModulesDir is the unpacked lib/modules directory: it contains
 	// <Version>/ with modules.dep. The guest bind-mounts it on /lib/modules.
 	ModulesDir string
@@ -63,13 +67,29 @@ func parseCurrent(b []byte) Kernel {
 			k.Vmlinuz = val
 		case "modules":
 			k.ModulesDir = val
+		case "vmlinux":
+			k.Vmlinux = val
 		}
 	}
 	return k
 }
 
 func formatCurrent(k Kernel) []byte {
-	return fmt.Appendf(nil, "version=%s\nvmlinuz=%s\nmodules=%s\n", k.Version, k.Vmlinuz, k.ModulesDir)
+	b := fmt.Appendf(nil, "version=%s\nvmlinuz=%s\nmodules=%s\n", k.Version, k.Vmlinuz, k.ModulesDir)
+	if k.Vmlinux != "" {
+		b = fmt.Appendf(b, "vmlinux=%s\n", k.Vmlinux)
+	}
+	return b
+}
+
+// BootImage is the file qemu's -kernel gets.
+func (k Kernel) BootImage() string {
+	if k.Vmlinux != "" {
+		if _, err := os.Stat(k.Vmlinux); err == nil {
+			return k.Vmlinux
+		}
+	}
+	return k.Vmlinuz
 }
 
 func (k Kernel) check() error {
@@ -115,6 +135,15 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 		progress = func(string) {}
 	}
 	if k, err := LoadKernel(cacheDir); err == nil {
+		if k.Vmlinux == "" {
+			// A cache written by an older backbone or by hand: add the
+			// uncompressed image once.
+			if err := addVmlinux(ctx, &k, progress); err != nil {
+				progress("kernel: " + err.Error() + "; booting the compressed image (slower)")
+			} else {
+				writeFileAtomic(currentFile(cacheDir), formatCurrent(k), 0o644)
+			}
+		}
 		return k, nil
 	}
 	for _, tool := range []struct{ name, pkg string }{
@@ -203,6 +232,9 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 	}
 	if err := k.check(); err != nil {
 		return Kernel{}, fmt.Errorf("unpacked kernel %s is unusable: %w", pkg, err)
+	}
+	if err := addVmlinux(ctx, &k, progress); err != nil {
+		progress("kernel: " + err.Error() + "; booting the compressed image (slower)")
 	}
 	if err := writeFileAtomic(currentFile(cacheDir), formatCurrent(k), 0o644); err != nil {
 		return Kernel{}, err

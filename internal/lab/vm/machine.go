@@ -87,17 +87,18 @@ const (
 	initrdName    = "initramfs.cpio"
 	binDirName    = "bin"
 	lockName      = "vm.lock"
+	readyName     = "agent.ready"
 )
 
 type stateFile struct {
-	PID          int                `json:"pid"`
-	Port         int                `json:"port"`
-	Accel        string             `json:"accel"`
-	Kernel       string             `json:"kernel"`
-	StartedAt    time.Time          `json:"started_at"`
-	BootDuration time.Duration      `json:"boot_ns"`
-	Timings      []Timing           `json:"timings"`
-	GuestInit    *agent.InitReport  `json:"guest_init,omitempty"`
+	PID          int               `json:"pid"`
+	Port         int               `json:"port"`
+	Accel        string            `json:"accel"`
+	Kernel       string            `json:"kernel"`
+	StartedAt    time.Time         `json:"started_at"`
+	BootDuration time.Duration     `json:"boot_ns"`
+	Timings      []Timing          `json:"timings"`
+	GuestInit    *agent.InitReport `json:"guest_init,omitempty"`
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -155,13 +156,28 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
-// GuestBinary is where the guest sees the backbone executable.
-func GuestBinary(stateDir string) string {
+// GuestBinaryPath is the backbone executable inside the guest (on the
+// guest's /run tmpfs: starting it from there is faster than over 9p). It is
+// the binary that was given to Start as Config.BinaryPath.
+const GuestBinaryPath = "/run/backbone-vm/backbone"
+
+// hostBinary is the copy of the backbone executable in the state dir,
+// which the initramfs copies to GuestBinaryPath.
+func hostBinary(stateDir string) string {
 	return filepath.Join(stateDir, binDirName, "backbone")
+}
+
+// canonicalDir resolves symlinks in dir when it exists.
+func canonicalDir(dir string) string {
+	if r, err := filepath.EvalSymlinks(dir); err == nil {
+		return r
+	}
+	return filepath.Clean(dir)
 }
 
 // Running reports whether the VM of stateDir has a live qemu process.
 func Running(stateDir string) bool {
+	stateDir = canonicalDir(stateDir)
 	pid, err := readPID(stateDir)
 	return err == nil && qemuAlive(pid, filepath.Join(stateDir, pidFileName))
 }
@@ -205,9 +221,12 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.StateDir, binDirName), 0o755); err != nil {
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create VM state dir: %w", err)
 	}
+	// The guest mounts the state dir at the same path; a symlink in it
+	// (e.g. /var/run -> /run) would resolve against the initramfs instead.
+	cfg.StateDir = canonicalDir(cfg.StateDir)
 	unlock, err := lockStateDir(cfg.StateDir)
 	if err != nil {
 		return nil, err
@@ -229,7 +248,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	phase("kernel cache", t)
 
 	t = time.Now()
-	if err := copyIfChanged(cfg.BinaryPath, GuestBinary(cfg.StateDir)); err != nil {
+	if err := copyIfChanged(cfg.BinaryPath, hostBinary(cfg.StateDir)); err != nil {
 		return nil, fmt.Errorf("copy %s into the VM state dir: %w", cfg.BinaryPath, err)
 	}
 	token, err := newToken()
@@ -240,7 +259,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	stage2 := append([]string{GuestBinary(cfg.StateDir)}, cfg.AgentArgs...)
+	stage2 := append([]string{GuestBinaryPath}, cfg.AgentArgs...)
 	stage2 = append(stage2, "--init",
 		"--state-dir", cfg.StateDir,
 		"--token-file", tokenFile,
@@ -248,7 +267,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		"--mac", GuestMAC,
 		"--modules", strings.Join(cfg.Modules, ","))
 	initrd := filepath.Join(cfg.StateDir, initrdName)
-	if err := buildInitramfs(initrd, k, busybox, cfg.StateDir, stage2); err != nil {
+	if err := buildInitramfs(initrd, k, busybox, cfg.StateDir, stage2, hostBinary(cfg.StateDir)); err != nil {
 		return nil, err
 	}
 	phase("initramfs", t)
@@ -284,13 +303,18 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 		if probing && i+1 < len(attempts) && ctx.Err() == nil {
 			os.Rename(filepath.Join(cfg.StateDir, consoleName), filepath.Join(cfg.StateDir, "console-kvm.log"))
 			rememberKVMFailure(cfg.CacheDir, qemu, err)
-			cfg.Progress(fmt.Sprintf("KVM guest did not come up within %s; falling back to TCG (software emulation)", timeout))
+			cfg.Progress(fmt.Sprintf("%s; falling back to TCG (software emulation)", firstLine(err)))
 			timings = append(timings, Timing{"kvm probe (failed)", time.Since(t)})
 			continue
 		}
 	}
 	return nil, lastErr
 }
+
+// kvmSilenceLimit: a KVM guest with an empty console after this long is
+// considered hung (seen on nested setups where /dev/kvm exists but guests
+// never run).
+const kvmSilenceLimit = 3 * time.Second
 
 // boot runs one qemu and waits for the agent.
 func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, timeout time.Duration, token string) (*Machine, error) {
@@ -308,10 +332,11 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 			return nil, err
 		}
 		os.Remove(pidFile)
+		os.Remove(filepath.Join(cfg.StateDir, readyName))
 		spec := qemuSpec{
 			Binary: qemu, Name: "backbone-vm", Accel: accel,
 			CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-			Kernel: k.Vmlinuz, Initrd: filepath.Join(cfg.StateDir, initrdName), Append: kernelCmdline(),
+			Kernel: k.BootImage(), Initrd: filepath.Join(cfg.StateDir, initrdName), Append: kernelCmdline(),
 			Console: console, PIDFile: pidFile, StateDir: cfg.StateDir, HostPort: port,
 		}
 		logf, err := os.Create(qlog)
@@ -342,23 +367,52 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	info, err := m.client.WaitReady(wctx, 50*time.Millisecond, func() error {
+	alive := func() error {
 		if !qemuAlive(pid, pidFile) {
 			return errors.New("qemu exited during boot")
 		}
 		return nil
-	})
+	}
+	// The agent creates agent.ready in the shared state dir once it
+	// listens. Watching for it is cheap and exact, whereas pinging
+	// through the port forward before the guest listens can hang for a
+	// while in qemu's user networking.
+	var err error
+	ready := filepath.Join(cfg.StateDir, readyName)
+	for {
+		if err = alive(); err != nil {
+			break
+		}
+		if _, serr := os.Stat(ready); serr == nil || wctx.Err() != nil {
+			break
+		}
+		// A KVM guest that hangs here never prints a line, while a working
+		// one prints the kernel banner well within a second.
+		if accel == "kvm" && time.Since(launched) > kvmSilenceLimit {
+			if fi, serr := os.Stat(console); serr == nil && fi.Size() == 0 {
+				err = fmt.Errorf("KVM guest printed nothing in %s (hung)", kvmSilenceLimit)
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var info agent.Info
+	if err == nil {
+		info, err = m.client.WaitReady(wctx, 50*time.Millisecond, alive)
+	}
 	if err != nil {
 		killQemu(pid, pidFile, 2*time.Second)
 		os.Remove(pidFile)
-		return nil, fmt.Errorf("VM (%s) did not come up: %w\n--- last lines of %s ---\n%s", accel, err, console, tail(console, 30))
+		return nil, fmt.Errorf("VM (%s) did not come up: %w\n%s", accel, err, consoleSummary(console, 25))
 	}
 	m.BootDuration = time.Since(launched)
 	m.Timings = []Timing{{"qemu launch", launchDur}}
 	if in := info.Init; in != nil {
 		m.GuestInit = in
 		m.Timings = append(m.Timings,
-			Timing{"guest kernel+initramfs", in.KernelBoot},
+			Timing{"guest kernel", in.KernelBoot},
+			Timing{"guest initramfs", in.Initramfs},
+			Timing{"guest init exec", in.InitExec},
 			Timing{"guest init", in.Setup},
 			Timing{"guest modules", in.Modules})
 	}
@@ -370,7 +424,7 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 // succeeds as long as the state is there, even if qemu has died, so that
 // Stop can clean up; use Running to check liveness.
 func Attach(stateDir string) (*Machine, error) {
-	stateDir = filepath.Clean(stateDir)
+	stateDir = canonicalDir(stateDir)
 	var st stateFile
 	b, err := os.ReadFile(filepath.Join(stateDir, stateFileName))
 	if err != nil {
@@ -406,7 +460,7 @@ func (m *Machine) saveState() error {
 func (m *Machine) Client() *agent.Client { return m.client }
 
 // GuestBinary is the path of the backbone executable inside the guest.
-func (m *Machine) GuestBinary() string { return GuestBinary(m.StateDir) }
+func (m *Machine) GuestBinary() string { return GuestBinaryPath }
 
 // ConsoleLog is the host path of the guest console log.
 func (m *Machine) ConsoleLog() string { return filepath.Join(m.StateDir, consoleName) }
@@ -481,7 +535,7 @@ func waitGone(ctx context.Context, pid int, pidFile string, d time.Duration) {
 }
 
 func removeRuntimeFiles(stateDir string) {
-	for _, n := range []string{pidFileName, stateFileName, tokenName, initrdName} {
+	for _, n := range []string{pidFileName, stateFileName, tokenName, initrdName, readyName} {
 		os.Remove(filepath.Join(stateDir, n))
 	}
 	os.RemoveAll(filepath.Join(stateDir, binDirName))
@@ -523,6 +577,9 @@ func copyIfChanged(src, dst string) error {
 		return err
 	}
 	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
 	tmp := dst + ".tmp"
 	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
 	if err != nil {
@@ -552,6 +609,33 @@ func tail(name string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// consoleSummary is the tail of the console log, preceded by the lines that
+// usually explain a failed boot (init messages, panics) when they scrolled
+// out of the tail.
+func consoleSummary(name string, n int) string {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return fmt.Sprintf("(no console log %s: %v)", name, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	cut := max(len(lines)-n, 0)
+	var key []string
+	for _, l := range lines[:cut] {
+		if strings.Contains(l, "backbone-") || strings.Contains(l, "Kernel panic") || strings.Contains(l, "FATAL") {
+			key = append(key, l)
+		}
+	}
+	if len(key) > 15 {
+		key = key[len(key)-15:]
+	}
+	var sb strings.Builder
+	if len(key) > 0 {
+		fmt.Fprintf(&sb, "--- key lines of %s ---\n%s\n", name, strings.Join(key, "\n"))
+	}
+	fmt.Fprintf(&sb, "--- last lines of %s ---\n%s", name, strings.Join(lines[cut:], "\n"))
+	return sb.String()
 }
 
 // kvmUnusable returns why KVM should not be tried, or "".
@@ -587,7 +671,9 @@ func kvmProbeKey(qemu string) string {
 	return key
 }
 
+func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
+
 func rememberKVMFailure(cacheDir, qemu string, cause error) {
-	msg := strings.SplitN(cause.Error(), "\n", 2)[0]
+	msg := firstLine(cause)
 	os.WriteFile(filepath.Join(cacheDir, "kvm-probe"), []byte(kvmProbeKey(qemu)+"\nfailed: "+msg+"\n"), 0o644)
 }

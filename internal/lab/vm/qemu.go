@@ -52,7 +52,7 @@ func kernelCmdline() string {
 func (q qemuSpec) args() []string {
 	a := []string{
 		"-name", q.Name + ",process=" + q.Name,
-		"-machine", "pc",
+		"-machine", "q35",
 		"-nodefaults", "-no-user-config",
 		"-display", "none", "-vga", "none",
 		"-no-reboot",
@@ -71,7 +71,7 @@ func (q qemuSpec) args() []string {
 		"-append", q.Append,
 		"-chardev", "file,id=con0,path="+qemuOpt(q.Console),
 		"-serial", "chardev:con0",
-		"-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on",
+		"-fsdev", "local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap",
 		"-device", "virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot",
 		"-fsdev", "local,id=state,path="+qemuOpt(q.StateDir)+",security_model=none",
 		"-device", "virtio-9p-pci,fsdev=state,mount_tag=state",

@@ -407,7 +407,7 @@ func renderCE(w *writer, p *plan.Plan, r *plan.Router) {
 func ceRouterID(s *plan.Site) netip.Addr {
 	for _, p := range s.Prefixes {
 		if p.Addr().Is4() {
-			return p.Masked().Addr().Next()
+			return CEAddress(p)
 		}
 	}
 	if s.CEIPv4.IsValid() {
@@ -417,5 +417,6 @@ func ceRouterID(s *plan.Site) netip.Addr {
 }
 
 // CEAddress is the address a CE holds in each customer prefix (the first
-// host), which the lab puts on the CE's loopback and verify pings.
-func CEAddress(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
+// host; the address itself for a /32 or /128), which the lab puts on the
+// CE's loopback and verify pings.
+func CEAddress(p netip.Prefix) netip.Addr { return plan.CEAddress(p) }

@@ -104,6 +104,10 @@ func Render(p *plan.Plan, r *plan.Router) *Host {
 	h.sysctl("net.ipv6.conf.all.forwarding", "1", "")
 	h.sysctl("net.ipv4.conf.all.rp_filter", "0", "")
 	h.sysctl("net.ipv4.conf.default.rp_filter", "0", "")
+	// Addresses are configured outside FRR: keep IPv6 ones when a link goes
+	// down (e.g. "shutdown" in FRR), or they are gone after "no shutdown".
+	h.sysctl("net.ipv6.conf.all.keep_addr_on_down", "1", "")
+	h.sysctl("net.ipv6.conf.default.keep_addr_on_down", "1", "")
 	h.Devices = append(h.Devices, Device{Name: "lo", Kind: KindLoopback})
 	if r.Role == intent.RoleCE {
 		renderCE(h, p, r)
@@ -170,7 +174,7 @@ func renderCE(h *Host, p *plan.Plan, r *plan.Router) {
 		}
 		// The customer networks behind the CE: their first host on lo.
 		for _, pfx := range s.Prefixes {
-			h.Addresses = append(h.Addresses, Address{"lo", netip.PrefixFrom(pfx.Masked().Addr().Next(), pfx.Bits())})
+			h.Addresses = append(h.Addresses, Address{"lo", netip.PrefixFrom(plan.CEAddress(pfx), pfx.Bits())})
 		}
 	}
 }

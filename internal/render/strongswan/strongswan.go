@@ -39,6 +39,16 @@ func Needed(r *plan.Router) bool {
 	return false
 }
 
+// Plugins are the charon plugins the rendered configuration needs: kernel
+// interface, sockets and control (kernel-netlink, socket-default, vici),
+// randomness (random, nonce), the crypto of the supported proposals
+// (openssl covers chacha20poly1305, AES-GCM/CBC, SHA-2 and X25519; kdf
+// provides PRF+ since 5.9.8), PSK/pubkey authentication and certificates.
+var Plugins = []string{
+	"random", "nonce", "openssl", "kdf", "pem", "pkcs1", "pkcs8", "x509", "pubkey",
+	"revocation", "constraints", "kernel-netlink", "socket-default", "vici", "updown",
+}
+
 // StrongswanConf renders strongswan.conf for router r.
 func StrongswanConf(r *plan.Router, paths Paths) []byte {
 	var b strings.Builder
@@ -46,16 +56,14 @@ func StrongswanConf(r *plan.Router, paths Paths) []byte {
 # Start: STRONGSWAN_CONF=<this file> charon-systemd
 # charon-systemd falls back to the charon section for every setting.
 charon {
-    load_modular = yes
+    # Only the plugins IKEv2 with PSK and the proposals need: Debian's full
+    # set (test-vectors, ldap, tpm, eap-*) costs seconds at every start.
+    # bypass-lan is deliberately absent: it installs PASS policies for every
+    # local subnet, so two PEs sharing an underlay subnet would talk in clear.
+    load = %[4]s
     install_routes = no
     install_virtual_ip = no
     plugins {
-        include /etc/strongswan.d/charon/*.conf
-        # bypass-lan installs PASS policies for every local subnet: two PEs
-        # sharing an underlay subnet would then talk in clear.
-        bypass-lan {
-            load = no
-        }
         vici {
             socket = unix://%[2]s
         }
@@ -78,7 +86,7 @@ charon-systemd {
 swanctl {
     socket = unix://%[2]s
 }
-`, r.Name, paths.VICISocket(), paths.Log())
+`, r.Name, paths.VICISocket(), paths.Log(), strings.Join(Plugins, " "))
 	return []byte(b.String())
 }
 

@@ -152,13 +152,22 @@ func (c *Client) WaitReady(ctx context.Context, interval time.Duration, alive fu
 		interval = 100 * time.Millisecond
 	}
 	var last error
+	start := time.Now()
 	for {
 		if alive != nil {
 			if err := alive(); err != nil {
 				return Info{}, err
 			}
 		}
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		// Through qemu's port forward, a connection made before the guest
+		// is listening can hang (slirp retransmits the SYN to the guest
+		// only after seconds) rather than fail: keep attempts short at
+		// first, longer as the wait grows in case the guest is just slow.
+		attempt := 300*time.Millisecond + time.Since(start)/10
+		if attempt > 3*time.Second {
+			attempt = 3 * time.Second
+		}
+		pctx, cancel := context.WithTimeout(ctx, attempt)
 		info, err := c.Ping(pctx)
 		cancel()
 		if err == nil {

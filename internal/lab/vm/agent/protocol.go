@@ -82,9 +82,12 @@ type Info struct {
 
 // InitReport is written by the guest init (PID 1) and served by the agent.
 type InitReport struct {
-	// KernelBoot is the guest uptime when init started (kernel boot plus
-	// initramfs).
+	// KernelBoot is the guest uptime when the initramfs started, Initramfs
+	// the time it took until switch_root, InitExec the time from there to
+	// the init binary running (loading it over 9p).
 	KernelBoot time.Duration `json:"kernel_boot_ns"`
+	Initramfs  time.Duration `json:"initramfs_ns"`
+	InitExec   time.Duration `json:"init_exec_ns"`
 	// Setup is the time init spent on mounts, modules and network.
 	Setup time.Duration `json:"setup_ns"`
 	// Modules is the time spent loading kernel modules (part of Setup).

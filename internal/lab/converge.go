@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/probe"
+)
+
+// Opener runs functions inside the lab's namespaces, for the probe package.
+func Opener(ns string, fn func() error) error {
+	if ns == "" {
+		return fn()
+	}
+	return inNetns(ns, fn)
+}
+
+// SiteAddress is the address a site is probed at for a family (4 or 6):
+// the first host of its first customer prefix of that family, else the
+// CE's attachment address.
+func SiteAddress(s *plan.Site, family int) netip.Addr {
+	for _, p := range s.Prefixes {
+		if (family == 4) == p.Addr().Is4() {
+			return p.Masked().Addr().Next()
+		}
+	}
+	if family == 4 && s.CEIPv4.IsValid() {
+		return s.CEIPv4.Addr()
+	}
+	if family == 6 && s.CEIPv6.IsValid() {
+		return s.CEIPv6.Addr()
+	}
+	return netip.Addr{}
+}
+
+// SiteStreams returns probe streams in both directions between every pair
+// of sites of a VRF, for both families.
+func SiteStreams(p Paths, pl *plan.Plan, interval time.Duration) []probe.Stream {
+	var out []probe.Stream
+	for i, a := range pl.Sites {
+		for j, b := range pl.Sites {
+			if i == j || a.VRF != b.VRF {
+				continue
+			}
+			for _, fam := range []int{4, 6} {
+				src, dst := SiteAddress(a, fam), SiteAddress(b, fam)
+				if !src.IsValid() || !dst.IsValid() {
+					continue
+				}
+				out = append(out, probe.Stream{
+					Name:     fmt.Sprintf("%s>%s ipv%d", a.CE, b.CE, fam),
+					From:     probe.Endpoint{NS: p.Netns(a.CE), Addr: src},
+					To:       probe.Endpoint{NS: p.Netns(b.CE), Addr: dst},
+					Interval: interval,
+				})
+			}
+		}
+	}
+	return out
+}
+
+// waitFirstPackets probes every site pair and returns, per family, the
+// time until the last stream of that family saw its first packet.
+func waitFirstPackets(ctx context.Context, p Paths, pl *plan.Plan, timeout time.Duration, progress Progress) (map[int]time.Duration, error) {
+	streams := SiteStreams(p, pl, 20*time.Millisecond)
+	if len(streams) == 0 {
+		return map[int]time.Duration{}, nil
+	}
+	sess, err := probe.Start(ctx, Opener, streams)
+	if err != nil {
+		return nil, err
+	}
+	defer sess.Stop()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	first, err := sess.WaitFirst(wctx)
+	if err != nil {
+		return nil, fmt.Errorf("not converged after %s: %w", timeout, err)
+	}
+	out := map[int]time.Duration{}
+	for i, st := range streams {
+		fam := 6
+		if st.From.Addr.Is4() {
+			fam = 4
+		}
+		if first[i] > out[fam] {
+			out[fam] = first[i]
+		}
+		progress("convergence: first packet %s after %s", st.Name, first[i].Round(time.Millisecond))
+	}
+	return out, nil
+}
