@@ -62,6 +62,12 @@ func (in *Intent) applyDefaults() {
 	if p.LDP.Sync == nil {
 		p.LDP.Sync = boolPtr(true)
 	}
+	if p.LDP.HelloInterval == 0 {
+		p.LDP.HelloInterval = 5
+	}
+	if p.LDP.HoldTime == 0 {
+		p.LDP.HoldTime = 3 * p.LDP.HelloInterval
+	}
 	if p.BGP.ConnectRetry == 0 {
 		p.BGP.ConnectRetry = DefaultConnectRetry
 	}

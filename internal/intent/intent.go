@@ -79,6 +79,10 @@ type LDP struct {
 	// PreferIPv4 sets "dual-stack transport-connection prefer ipv4" on every
 	// router (it must match on both ends of a session).
 	PreferIPv4 bool `yaml:"prefer_ipv4" json:"prefer_ipv4"`
+	// HelloInterval and HoldTime are the link hello timers in seconds
+	// (FRR's defaults: 5 and 15).
+	HelloInterval int `yaml:"hello_interval" json:"hello_interval"`
+	HoldTime      int `yaml:"hold_time" json:"hold_time"`
 }
 
 // BGP carries the L3VPN routes.

@@ -301,6 +301,12 @@ func validateProtocols(in *Intent, c *collector) {
 		c.errorf("protocols.ldp.enabled", "enable LDP: the VPN routes resolve only over labelled paths",
 			"L3VPN needs a labelled path between PEs and LDP is the only label protocol backbone renders")
 	}
+	if p.LDP.HelloInterval < 1 || p.LDP.HelloInterval > 65535 {
+		c.errorf("protocols.ldp.hello_interval", "use 1 to 65535 seconds", "LDP hello interval %d is out of range", p.LDP.HelloInterval)
+	}
+	if p.LDP.HoldTime <= p.LDP.HelloInterval || p.LDP.HoldTime > 65535 {
+		c.errorf("protocols.ldp.hold_time", "make it about 3x the hello interval", "LDP hold time %d must be greater than the hello interval %d", p.LDP.HoldTime, p.LDP.HelloInterval)
+	}
 	if p.BGP.ConnectRetry < 1 || p.BGP.ConnectRetry > 65535 {
 		c.errorf("protocols.bgp.connect_retry", "use 1 to 65535 seconds", "connect retry %d is out of range", p.BGP.ConnectRetry)
 	}

@@ -154,7 +154,7 @@ var brokenCases = []struct {
 		[]string{"  - name: ce2\n", "  - name: ce-with-a-long-name\n", "  - ce: ce2\n", "  - ce: ce-with-a-long-name\n"},
 		"routers[5].name", `"ce-with-a-long-name" is not a valid router name`, 1},
 	{"route reflector is not a PE",
-		[]string{"bgp: {connect_retry: 5,", "bgp: {route_reflectors: [ce1], connect_retry: 5,"},
+		[]string{"bgp: {connect_retry: 2,", "bgp: {route_reflectors: [ce1], connect_retry: 2,"},
 		"protocols.bgp.route_reflectors[0]", `router "ce1" is not a PE`, 1},
 	{"BGP timers",
 		[]string{"keepalive: 10, hold: 30", "keepalive: 20, hold: 30"},
@@ -311,7 +311,7 @@ func TestWarningsDoNotBlock(t *testing.T) {
 		{"GRE has no ECMP entropy", nil, "links[0].encap", "GRE has no ports"},
 		{"UDP encapsulation", []string{"  auth: psk\n", "  auth: psk\n  udp_encap: true\n"}, "encryption.udp_encap", "no ECMP entropy"},
 		{"BFD off", []string{"bfd: {enabled: true,", "bfd: {enabled: false,"}, "protocols.bfd.enabled", "without BFD a dead far end is noticed only after the OSPF dead interval (4 s)"},
-		{"LDP sync off", []string{"sync: true}", "sync: false}"}, "protocols.ldp.sync", "without LDP-IGP synchronization"},
+		{"LDP sync off", []string{"sync: true,", "sync: false,"}, "protocols.ldp.sync", "without LDP-IGP synchronization"},
 		{"clear link", []string{"    encap: vxlan\n", "    encap: vxlan\n    encryption: none\n"}, "links[2].encryption", "crosses the underlay in clear"},
 		{"link without LDP", []string{"    encap: vxlan\n", "    encap: vxlan\n    ldp: false\n"}, "links[2].ldp", "has no labels"},
 	}

@@ -44,6 +44,8 @@ type Protocols struct {
 	Dead            int      `json:"ospf_dead"`
 	LDPSync         bool     `json:"ldp_sync"`
 	LDPPreferIPv4   bool     `json:"ldp_prefer_ipv4"`
+	LDPHello        int      `json:"ldp_hello"`
+	LDPHold         int      `json:"ldp_hold"`
 	BFD             bool     `json:"bfd"`
 	BFDIntervalMS   int      `json:"bfd_interval_ms"`
 	BFDMultiplier   int      `json:"bfd_multiplier"`
@@ -266,6 +268,7 @@ func (b *builder) build() *Plan {
 		Protocols: Protocols{
 			Area: area, Hello: in.Protocols.OSPF.HelloInterval, Dead: in.Protocols.OSPF.DeadInterval,
 			LDPSync: *in.Protocols.LDP.Sync, LDPPreferIPv4: in.Protocols.LDP.PreferIPv4,
+			LDPHello: in.Protocols.LDP.HelloInterval, LDPHold: in.Protocols.LDP.HoldTime,
 			BFD: *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,
 			ConnectRetry: in.Protocols.BGP.ConnectRetry, Keepalive: in.Protocols.BGP.Keepalive, Hold: in.Protocols.BGP.Hold,
 			PlatformLabels: in.Protocols.MPLS.PlatformLabels, LabelStack: in.Protocols.MPLS.LabelStack,

@@ -85,8 +85,8 @@ func Variants(tb testing.TB) []Variant {
 	return []Variant{
 		{"default", def},
 		{"route-reflectors", edit(
-			"bgp: {connect_retry: 5, keepalive: 10, hold: 30}",
-			"bgp: {connect_retry: 5, keepalive: 10, hold: 30, route_reflectors: [pe101, pe202]}")},
+			"bgp: {connect_retry: 2, keepalive: 10, hold: 30}",
+			"bgp: {connect_retry: 2, keepalive: 10, hold: 30, route_reflectors: [pe101, pe202]}")},
 		// A second VRF with a fixed RD; a PE with two VRFs; eBGP and static
 		// sites side by side, IPv4-only and IPv6-only attachments.
 		{"ebgp-static-mix", edit(
@@ -113,7 +113,7 @@ func Variants(tb testing.TB) []Variant {
 				"  - {between: [pe101, p1], encap: vxlan, ipv4: 10.20.0.100/31, ipv6: \"fd53:ba85:6bf9:20::100/127\", mtu: 1380}\n"+
 				"  - {between: [p1, pe202], encap: gre, encryption: none, ldp: false, cost: 1000}\n"+
 				"\nvrfs:",
-			"ldp: {enabled: true, sync: true}", "ldp: {enabled: true, sync: true, prefer_ipv4: true}")},
+			"ldp: {enabled: true, sync: true,", "ldp: {enabled: true, sync: true, prefer_ipv4: true,")},
 		// IPv4 underlay (GRE, ESP over IPv4), ESP tunnel mode with UDP
 		// encapsulation and a CBC proposal, default OSPF timers.
 		{"ipv4-underlay-tunnel-cbc", edit(
@@ -125,7 +125,7 @@ func Variants(tb testing.TB) []Variant {
 			"  ike: chacha20poly1305-prfsha256-x25519\n", "  ike: aes256-sha384-ecp384\n",
 			"  esp: chacha20poly1305-x25519\n", "  esp: aes256-sha256-modp3072\n",
 			"  ospf: {area: 0.0.0.0, hello_interval: 1, dead_interval: 4, cost: 10}\n", "  ospf: {area: 7}\n",
-			"  bgp: {connect_retry: 5, keepalive: 10, hold: 30}\n", "  bgp: {}\n",
+			"  bgp: {connect_retry: 2, keepalive: 10, hold: 30}\n", "  bgp: {}\n",
 			"  mtu: 1500 ", "  mtu: 9000 ")},
 	}
 }

@@ -172,6 +172,10 @@ func anyLDP(r *plan.Router) bool {
 func renderLDP(w *writer, p *plan.Plan, r *plan.Router) {
 	w.line("mpls ldp")
 	w.line(" router-id %s", r.LoopbackV4)
+	if p.Protocols.LDPHello != 5 || p.Protocols.LDPHold != 15 {
+		w.line(" discovery hello holdtime %d", p.Protocols.LDPHold)
+		w.line(" discovery hello interval %d", p.Protocols.LDPHello)
+	}
 	if p.Protocols.LDPPreferIPv4 {
 		w.line(" dual-stack transport-connection prefer ipv4")
 	}

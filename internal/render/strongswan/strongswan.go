@@ -49,6 +49,9 @@ var Plugins = []string{
 	"revocation", "constraints", "kernel-netlink", "socket-default", "vici", "updown",
 }
 
+// SwanctlPlugins are what swanctl needs to parse keys and certificates.
+var SwanctlPlugins = []string{"random", "openssl", "pem", "pkcs1", "pkcs8", "x509", "pubkey", "revocation", "constraints"}
+
 // StrongswanConf renders strongswan.conf for router r.
 func StrongswanConf(r *plan.Router, paths Paths) []byte {
 	var b strings.Builder
@@ -84,9 +87,11 @@ charon-systemd {
     }
 }
 swanctl {
+    # swanctl only parses and sends: it needs no more than the parsers.
+    load = %[5]s
     socket = unix://%[2]s
 }
-`, r.Name, paths.VICISocket(), paths.Log(), strings.Join(Plugins, " "))
+`, r.Name, paths.VICISocket(), paths.Log(), strings.Join(Plugins, " "), strings.Join(SwanctlPlugins, " "))
 	return []byte(b.String())
 }
 
