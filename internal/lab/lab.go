@@ -238,10 +238,14 @@ func Up(ctx context.Context, p Paths, c *Config, progress Progress, timeout time
 
 	dstart := time.Now()
 	progress("daemons: strongSwan and FRR on %d routers", len(c.Plan.Routers))
-	if err := startDaemons(ctx, p, c); err != nil {
+	if err := writeStartFiles(p, c); err != nil {
 		return nil, err
 	}
-	// Tunnels come up only now that IPsec policies are in place.
+	if err := runPhase(ctx, p, c, phaseIPsec); err != nil {
+		return nil, err
+	}
+	// Tunnels come up only now that IPsec policies are in place; IKE
+	// negotiates while FRR starts.
 	for _, r := range c.Plan.Routers {
 		var tun []string
 		for _, d := range c.Hosts[r.Name].Devices {
@@ -252,6 +256,9 @@ func Up(ctx context.Context, p Paths, c *Config, progress Progress, timeout time
 		if err := inNetns(p.Netns(r.Name), func() error { return setUp(tun) }); err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Name, err)
 		}
+	}
+	if err := runPhase(ctx, p, c, phaseFRR); err != nil {
+		return nil, err
 	}
 	t.Daemons = time.Since(dstart)
 	progress("daemons: started in %s", t.Daemons.Round(time.Millisecond))
