@@ -249,6 +249,11 @@ func forward(ctx context.Context, e *env, paths lab.Paths) error {
 	if err != nil {
 		return fmt.Errorf("lab %q runs in a VM that does not answer: %w; run `backbone lab down`", paths.Name, err)
 	}
+	if self, err := os.Executable(); err == nil {
+		if err := m.SyncBinary(ctx, self); err != nil {
+			return err
+		}
+	}
 	req := agent.ExecRequest{Argv: append([]string{m.GuestBinary()}, e.args...), Env: []string{inVMEnv + "=1"}}
 	code, err := m.Exec(ctx, req, e.stdout, e.stderr)
 	if err != nil {

@@ -79,6 +79,7 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newPlanCmd,
 	newRenderCmd,
 	newLabCmd,
+	newVerifyCmd,
 	newLabNodeCmd,
 	newVMCmd,
 	newLabVMAgentCmd,

@@ -18,23 +18,8 @@ func Opener(ns string, fn func() error) error {
 	return inNetns(ns, fn)
 }
 
-// SiteAddress is the address a site is probed at for a family (4 or 6):
-// the first host of its first customer prefix of that family, else the
-// CE's attachment address.
-func SiteAddress(s *plan.Site, family int) netip.Addr {
-	for _, p := range s.Prefixes {
-		if (family == 4) == p.Addr().Is4() {
-			return p.Masked().Addr().Next()
-		}
-	}
-	if family == 4 && s.CEIPv4.IsValid() {
-		return s.CEIPv4.Addr()
-	}
-	if family == 6 && s.CEIPv6.IsValid() {
-		return s.CEIPv6.Addr()
-	}
-	return netip.Addr{}
-}
+// SiteAddress is where a site is probed for a family (see plan.Site.Address).
+func SiteAddress(s *plan.Site, family int) netip.Addr { return s.Address(family) }
 
 // SiteStreams returns probe streams in both directions between every pair
 // of sites of a VRF, for both families.

@@ -529,3 +529,21 @@ func (b *builder) bgp(p *Plan) {
 		}
 	}
 }
+
+// Address is where a site is reached for a family (4 or 6): the CE's
+// address in its first customer prefix of that family, else its
+// attachment address; invalid if the site has neither.
+func (s *Site) Address(family int) netip.Addr {
+	for _, p := range s.Prefixes {
+		if (family == 4) == p.Addr().Is4() {
+			return CEAddress(p)
+		}
+	}
+	if family == 4 && s.CEIPv4.IsValid() {
+		return s.CEIPv4.Addr()
+	}
+	if family == 6 && s.CEIPv6.IsValid() {
+		return s.CEIPv6.Addr()
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/verify"
+)
+
+func newVerifyCmd(e *env) *cobra.Command {
+	var f labFlags
+	var path string
+	var wait, capture time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Prove a running lab against its plan: control plane, data plane, encryption, kernel",
+		Long: `verify checks every promise of the plan on the running lab: OSPFv2/v3
+adjacencies and loopback reachability, LDP sessions and LSPs, VPNv4/VPNv6
+sessions and every remote site's prefixes installed with labels, site-to-site
+reachability and MTU (largest planned packet with DF crosses, one byte more is
+refused), IPsec SAs with the intended proposals and a capture of the underlay
+that must show only ESP and IKE, and the kernel's MPLS and VRF settings.
+Exit status 0 only if every check passes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			paths := lab.PathsFor(f.name)
+			if path != "" {
+				if err := samePlan(path, paths, e.stderr); err != nil {
+					return err
+				}
+			}
+			if labMode(paths) == lab.ModeVM {
+				args := []string{"verify", "--name", f.name, "--wait", wait.String(), "--capture", capture.String()}
+				if asJSON {
+					args = append(args, "--json")
+				}
+				return forwardArgs(ctx, e, paths, args)
+			}
+			cfg, err := lab.LoadConfig(paths.ConfigDir())
+			if err != nil {
+				return fmt.Errorf("verify: %w (is lab %q up? run `backbone lab up`)", err, f.name)
+			}
+			col, err := lab.NewCollector(paths)
+			if err != nil {
+				return err
+			}
+			opt := verify.Options{Capture: capture}
+			var rep *verify.Report
+			if wait > 0 {
+				rep = verify.Wait(ctx, cfg.Plan, col, opt, wait, func(r *verify.Report) {
+					fmt.Fprintf(e.stderr, "verify: %d of %d checks failing after %s, retrying (--wait %s)\n", r.Failed, r.Passed+r.Failed, r.Duration.Round(time.Second), wait)
+				})
+			} else {
+				rep = verify.Run(ctx, cfg.Plan, col, opt)
+			}
+			if asJSON {
+				if err := writeJSON(e.stdout, rep); err != nil {
+					return err
+				}
+			} else {
+				printReport(e.stdout, rep)
+			}
+			if !rep.OK() {
+				return &ExitError{Code: 1}
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVarP(&path, "file", "f", "", "intent the lab must match (default: the plan the lab was built from)")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "retry until every check passes or this time is up (e.g. 60s, right after lab up)")
+	cmd.Flags().DurationVar(&capture, "capture", 3*time.Second, "how long to capture the underlay for cleartext")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	return cmd
+}
+
+// samePlan checks that the intent at path plans exactly what the lab runs.
+func samePlan(path string, paths lab.Paths, w io.Writer) error {
+	_, p, err := loadPlan(path, w)
+	if err != nil {
+		return err
+	}
+	want, _ := json.MarshalIndent(p, "", "  ")
+	got, err := os.ReadFile(filepath.Join(paths.ConfigDir(), "plan.json"))
+	if err != nil {
+		return fmt.Errorf("verify: lab %q is not up: %w", paths.Name, err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(want), bytes.TrimSpace(got)) {
+		return fmt.Errorf("verify: lab %q runs a different plan than %s: rebuild it (backbone lab down; backbone lab up -f %s)", paths.Name, path, path)
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep *verify.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tCHECK\tRESULT\tEVIDENCE")
+	for _, r := range rep.Results {
+		res := "pass"
+		if !r.Pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Group, r.Name, res, r.Evidence)
+		if !r.Pass && r.Cause != "" {
+			fmt.Fprintf(tw, "\t\t\tlikely cause: %s\n", r.Cause)
+		}
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "verify: %d passed, %d failed in %s (%d attempt(s))\n", rep.Passed, rep.Failed, rep.Duration.Round(100*time.Millisecond), rep.Attempts)
+}
+
+// forwardArgs runs backbone with args inside the lab's VM.
+func forwardArgs(ctx context.Context, e *env, paths lab.Paths, args []string) error {
+	saved := e.args
+	e.args = args
+	defer func() { e.args = saved }()
+	return forward(ctx, e, paths)
+}

@@ -1,0 +1,122 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/backbone-net/backbone/internal/plan"
+)
+
+var receivedRE = regexp.MustCompile(`(\d+) received`)
+
+func received(out string) int {
+	m := receivedRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// refusedLoudly reports whether ping says the packet was too big, locally
+// or by an ICMP error, rather than losing it silently.
+func refusedLoudly(out string) bool {
+	o := strings.ToLower(out)
+	return strings.Contains(o, "message too long") || strings.Contains(o, "frag needed") || strings.Contains(o, "packet too big")
+}
+
+// checkDataPlane pings between every ordered pair of sites of a VRF, over
+// both families: reachability, the planned largest packet with DF set, and
+// one byte more, which must be refused rather than silently dropped.
+func checkDataPlane(ctx context.Context, p *plan.Plan, c Collector, r *recorder) {
+	type job struct {
+		a, b *plan.Site
+		fam  int
+	}
+	var jobs []job
+	for _, a := range p.Sites {
+		for _, b := range p.Sites {
+			if a != b && a.VRF == b.VRF {
+				for _, fam := range []int{4, 6} {
+					if a.Address(fam).IsValid() && b.Address(fam).IsValid() {
+						jobs = append(jobs, job{a, b, fam})
+					}
+				}
+			}
+		}
+	}
+	results := make([][]Result, len(jobs))
+	var wg sync.WaitGroup
+	for k, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rr := &recorder{}
+			pingPair(ctx, c, j.a, j.b, j.fam, rr)
+			results[k] = rr.results
+		}()
+	}
+	wg.Wait()
+	for _, res := range results {
+		r.results = append(r.results, res...)
+	}
+}
+
+func pingPair(ctx context.Context, c Collector, a, b *plan.Site, fam int, r *recorder) {
+	src, dst := a.Address(fam), b.Address(fam)
+	famFlag := "-4"
+	hdr := 28 // IPv4 + ICMP
+	if fam == 6 {
+		famFlag, hdr = "-6", 48
+	}
+	base := []string{"ping", famFlag, "-n", "-I", src.String(), "-W", "2"}
+	name := fmt.Sprintf("%s -> %s ipv%d", a.CE, b.CE, fam)
+	out := run(ctx, c, a.CE, append(base, "-c", "3", "-i", "0.2", dst.String())...)
+	n := received(out)
+	r.check(n > 0, GroupDataPlane, "reach "+name,
+		fmt.Sprintf("the VPN route or its label is missing on %s or %s, or an LSP between them is broken", a.PE, b.PE),
+		fmt.Sprintf("%s -> %s: %d/3 replies", src, dst, n))
+	if n == 0 {
+		return
+	}
+	mtu := a.MTU
+	if b.MTU < mtu {
+		mtu = b.MTU
+	}
+	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "2", "-i", "0.2", "-s", strconv.Itoa(mtu-hdr), dst.String())...)
+	n = received(out)
+	r.check(n > 0, GroupDataPlane, fmt.Sprintf("mtu %d crosses %s", mtu, name),
+		"a link on the path carries less than the planned customer MTU: check tunnel MTUs against the plan",
+		fmt.Sprintf("%d-byte packet with DF: %d/2 replies", mtu, n))
+	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "1", "-s", strconv.Itoa(mtu-hdr+1), dst.String())...)
+	loud := refusedLoudly(out)
+	ev := fmt.Sprintf("%d-byte packet with DF: %s", mtu+1, firstLine(out, "too long", "frag", "too big", "received"))
+	r.check(loud && received(out) == 0, GroupDataPlane, fmt.Sprintf("mtu %d+1 refused %s", mtu, name),
+		"a packet larger than the plan was lost silently (or crossed): some interface MTU is larger than the plan, so MPLS drops without ICMP", ev)
+}
+
+// firstLine returns the first line holding the earliest key that occurs.
+func firstLine(out string, keys ...string) string {
+	for _, k := range keys {
+		for _, line := range strings.Split(out, "\n") {
+			if strings.Contains(strings.ToLower(line), k) {
+				return strings.TrimSpace(line)
+			}
+		}
+	}
+	return strings.TrimSpace(out)
+}
+
+// run returns a command's standard output followed by its error (which
+// carries standard error): ping reports local refusals there.
+func run(ctx context.Context, c Collector, node string, argv ...string) string {
+	out, err := c.Run(ctx, node, argv...)
+	if err != nil {
+		return string(out) + "\n" + err.Error()
+	}
+	return string(out)
+}

@@ -1,0 +1,297 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/plan"
+)
+
+// rawNode is a parsed `swanctl --raw` section: key=value pairs and
+// nested {…} sections (lists in [...] are kept as text).
+type rawNode struct {
+	vals map[string]string
+	subs map[string]*rawNode
+	// order keeps section names in the order they appeared.
+	order []string
+}
+
+// parseRaw parses swanctl's --raw output (one "event {…}" per line).
+func parseRaw(s string) []*rawNode {
+	var out []*rawNode
+	for _, line := range strings.Split(s, "\n") {
+		i := strings.Index(line, "{")
+		if i < 0 {
+			continue
+		}
+		toks := tokenizeRaw(line[i:])
+		n, _ := parseRawSection(toks, 1)
+		out = append(out, n)
+	}
+	return out
+}
+
+func tokenizeRaw(s string) []string {
+	var toks []string
+	for i := 0; i < len(s); {
+		switch c := s[i]; {
+		case c == ' ':
+			i++
+		case c == '{' || c == '}':
+			toks = append(toks, string(c))
+			i++
+		case c == '[':
+			j := strings.IndexByte(s[i:], ']')
+			if j < 0 {
+				j = len(s) - i - 1
+			}
+			// a list may hold nested brackets: take up to the matching one
+			depth, k := 0, i
+			for ; k < len(s); k++ {
+				if s[k] == '[' {
+					depth++
+				} else if s[k] == ']' {
+					depth--
+					if depth == 0 {
+						break
+					}
+				}
+			}
+			toks = append(toks, s[i:min(k+1, len(s))])
+			i = k + 1
+		default:
+			j := i
+			for j < len(s) && s[j] != ' ' && s[j] != '{' && s[j] != '}' {
+				if s[j] == '=' && j+1 < len(s) && s[j+1] == '[' {
+					j++
+					break
+				}
+				j++
+			}
+			toks = append(toks, s[i:j])
+			i = j
+		}
+	}
+	return toks
+}
+
+func parseRawSection(toks []string, i int) (*rawNode, int) {
+	n := &rawNode{vals: map[string]string{}, subs: map[string]*rawNode{}}
+	for i < len(toks) {
+		t := toks[i]
+		switch {
+		case t == "}":
+			return n, i + 1
+		case i+1 < len(toks) && toks[i+1] == "{":
+			sub, next := parseRawSection(toks, i+2)
+			n.subs[t] = sub
+			n.order = append(n.order, t)
+			i = next
+		case strings.HasSuffix(t, "=") && i+1 < len(toks):
+			n.vals[strings.TrimSuffix(t, "=")] = toks[i+1]
+			i += 2
+		default:
+			if k, v, ok := strings.Cut(t, "="); ok {
+				n.vals[k] = v
+			}
+			i++
+		}
+	}
+	return n, i
+}
+
+// Names strongSwan reports for the proposal keywords backbone uses.
+var algNames = map[string]string{
+	"chacha20poly1305": "CHACHA20_POLY1305", "aes128gcm16": "AES_GCM_16", "aes256gcm16": "AES_GCM_16",
+	"aes128gcm": "AES_GCM_16", "aes256gcm": "AES_GCM_16", "aes128": "AES_CBC", "aes256": "AES_CBC",
+	"prfsha256": "PRF_HMAC_SHA2_256", "prfsha384": "PRF_HMAC_SHA2_384", "prfsha512": "PRF_HMAC_SHA2_512",
+	"x25519": "CURVE_25519", "curve25519": "CURVE_25519", "x448": "CURVE_448", "ecp256": "ECP_256", "ecp384": "ECP_384",
+	"ecp521": "ECP_521", "modp2048": "MODP_2048", "modp3072": "MODP_3072", "modp4096": "MODP_4096",
+}
+
+// expectedAlgs returns the strongSwan names of a proposal's words.
+func expectedAlgs(proposal string) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range strings.Split(proposal, "-") {
+		if n, ok := algNames[w]; ok {
+			out[n] = true
+		}
+	}
+	return out
+}
+
+func checkSAs(p *plan.Plan, sts map[string]*routerState, r *recorder) {
+	wantIKE := expectedAlgs(p.Encryption.IKE)
+	wantESP := expectedAlgs(p.Encryption.ESP)
+	mode := strings.ToUpper(p.Encryption.Mode)
+	linkEnds(p, func(rt, peer *plan.Router, i *plan.Interface) {
+		if !i.Encrypted {
+			return
+		}
+		st := sts[rt.Name]
+		name := fmt.Sprintf("ipsec %s -> %s", rt.Name, peer.Name)
+		var best string
+		ok := false
+		for _, ev := range parseRaw(st.shell["sas"]) {
+			for _, conn := range ev.order {
+				ike := ev.subs[conn]
+				if ike.vals["remote-host"] != i.Remote.String() || ike.vals["state"] != "ESTABLISHED" {
+					continue
+				}
+				ikeAlgs := []string{ike.vals["encr-alg"], ike.vals["prf-alg"], ike.vals["dh-group"]}
+				ikeOK := true
+				for _, a := range ikeAlgs {
+					if a != "" && !wantIKE[a] {
+						ikeOK = false
+					}
+				}
+				best = fmt.Sprintf("IKE %s ESTABLISHED %s", conn, strings.Join(ikeAlgs, "/"))
+				children := ike.subs["child-sas"]
+				if children == nil {
+					best += ", no CHILD SA"
+					continue
+				}
+				for _, cn := range children.order {
+					ch := children.subs[cn]
+					if ch.vals["state"] != "INSTALLED" {
+						continue
+					}
+					best += fmt.Sprintf(", CHILD %s %s %s %s", ch.vals["name"], ch.vals["state"], ch.vals["mode"], ch.vals["encr-alg"])
+					if ikeOK && ch.vals["mode"] == mode && wantESP[ch.vals["encr-alg"]] {
+						ok = true
+					}
+				}
+			}
+		}
+		if best == "" {
+			best = "no ESTABLISHED IKE SA with " + i.Remote.String()
+		}
+		r.check(ok, GroupEncryption, name,
+			fmt.Sprintf("charon is down on %s or %s, the PSKs differ, or the proposals do not match (want IKE %s, ESP %s, %s mode)", rt.Name, peer.Name, p.Encryption.IKE, p.Encryption.ESP, p.Encryption.Mode), best)
+	})
+}
+
+// checkCapture captures the underlay between PEs for d and counts what is
+// not ESP or IKE: any cleartext GRE, VXLAN, OSPF, LDP or BGP fails.
+func checkCapture(ctx context.Context, p *plan.Plan, c Collector, d time.Duration, r *recorder) {
+	if !p.Encryption.Enabled {
+		return
+	}
+	var src, dst []string
+	encrypted := map[[2]netip.Addr]bool{}
+	for _, rt := range p.Routers {
+		for _, i := range rt.Interfaces {
+			if i.Encrypted {
+				encrypted[[2]netip.Addr{i.Local, i.Remote}] = true
+			}
+		}
+		if rt.Underlay != nil {
+			for _, a := range []netip.Prefix{rt.Underlay.IPv6, rt.Underlay.IPv4} {
+				if a.IsValid() {
+					src = append(src, "src host "+a.Addr().String())
+					dst = append(dst, "dst host "+a.Addr().String())
+				}
+			}
+		}
+	}
+	if len(src) == 0 {
+		return
+	}
+	filter := "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
+	secs := fmt.Sprintf("%.0f", d.Seconds())
+	out, err := c.Run(ctx, "underlay", "timeout", secs, "tcpdump", "-nn", "-l", "-i", "any", filter)
+	// timeout ends tcpdump with status 124: that is the normal end.
+	if err != nil && !strings.Contains(err.Error(), "exit status 124") {
+		r.fail(GroupEncryption, "underlay capture", "tcpdump could not run in the underlay node", "%v", err)
+		return
+	}
+	esp, ike := 0, 0
+	clear := map[string]int{}
+	var examples []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		src, dst, ok := captureEnds(line)
+		switch {
+		case strings.Contains(line, "ESP(") || strings.Contains(line, ": ESP"):
+			esp++
+		case strings.Contains(line, ".500 ") || strings.Contains(line, ".4500 ") || strings.Contains(line, "isakmp"):
+			ike++
+		default:
+			// Cleartext between two PEs counts only on encrypted links.
+			if ok && !encrypted[[2]netip.Addr{src, dst}] && !encrypted[[2]netip.Addr{dst, src}] {
+				continue
+			}
+			kind := classify(line)
+			clear[kind]++
+			if len(examples) < 3 {
+				examples = append(examples, strings.TrimSpace(line))
+			}
+		}
+	}
+	var kinds []string
+	total := 0
+	for k, n := range clear {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+		total += n
+	}
+	sort.Strings(kinds)
+	switch {
+	case total > 0:
+		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs",
+			"IPsec policies are missing (charon down without trap policies, bypass-lan loaded, or selectors that do not match the encapsulation)",
+			"%d cleartext packets in %s (%s), %d ESP; e.g. %s", total, d, strings.Join(kinds, ", "), esp, strings.Join(examples, " | "))
+	case esp == 0:
+		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "no traffic crossed the underlay during the capture: the backbone is idle or down",
+			"0 packets between PEs in %s", d)
+	default:
+		r.pass(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "%d ESP, %d IKE, 0 cleartext packets in %s", esp, ike, d)
+	}
+}
+
+// captureEnds extracts the source and destination address of a tcpdump line.
+func captureEnds(line string) (netip.Addr, netip.Addr, bool) {
+	f := strings.Fields(line)
+	for i := 0; i+2 < len(f); i++ {
+		if f[i+1] == ">" {
+			s, err1 := netip.ParseAddr(trimPort(f[i]))
+			d, err2 := netip.ParseAddr(trimPort(strings.TrimSuffix(f[i+2], ":")))
+			return s, d, err1 == nil && err2 == nil
+		}
+	}
+	return netip.Addr{}, netip.Addr{}, false
+}
+
+// trimPort drops tcpdump's ".port" suffix from an address.
+func trimPort(s string) string {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return s
+	}
+	if i := strings.LastIndexByte(s, '.'); i > 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func classify(line string) string {
+	switch {
+	case strings.Contains(line, "GRE"):
+		return "GRE"
+	case strings.Contains(line, ".4789"):
+		return "VXLAN"
+	case strings.Contains(line, "OSPF"):
+		return "OSPF"
+	case strings.Contains(line, ".646") || strings.Contains(line, "LDP"):
+		return "LDP"
+	case strings.Contains(line, ".179"):
+		return "BGP"
+	case strings.Contains(line, "ICMP6"):
+		return "ICMPv6"
+	}
+	return "other"
+}

@@ -1,0 +1,150 @@
+// Package verify proves a running backbone against its plan: control plane
+// (OSPFv2/v3, LDP, BGP VPNv4/VPNv6), data plane (site-to-site reachability
+// and MTU), encryption (SAs and a capture of the underlay) and kernel state.
+// It reads the network only through a Collector, so the same checks run on
+// a lab today and on real hosts over SSH later.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/plan"
+)
+
+// Collector runs commands on the backbone's nodes.
+type Collector interface {
+	// Run runs argv on node and returns its standard output. A non-zero
+	// exit is an error that carries the command's standard error.
+	Run(ctx context.Context, node string, argv ...string) ([]byte, error)
+}
+
+// Groups of checks, in report order.
+const (
+	GroupIGP        = "igp"
+	GroupLDP        = "ldp"
+	GroupBGP        = "bgp"
+	GroupDataPlane  = "dataplane"
+	GroupEncryption = "encryption"
+	GroupKernel     = "kernel"
+)
+
+var groupOrder = map[string]int{GroupIGP: 0, GroupLDP: 1, GroupBGP: 2, GroupDataPlane: 3, GroupEncryption: 4, GroupKernel: 5}
+
+// Result is one check.
+type Result struct {
+	Group    string `json:"group"`
+	Name     string `json:"name"`
+	Pass     bool   `json:"pass"`
+	Evidence string `json:"evidence"`
+	// Cause is the likely cause of a failure.
+	Cause string `json:"cause,omitempty"`
+}
+
+// Report is a verification run.
+type Report struct {
+	Results  []Result      `json:"results"`
+	Passed   int           `json:"passed"`
+	Failed   int           `json:"failed"`
+	Duration time.Duration `json:"duration_ns"`
+	Attempts int           `json:"attempts"`
+}
+
+// OK reports whether every check passed.
+func (r *Report) OK() bool { return r.Failed == 0 && r.Passed > 0 }
+
+// Options tune a run.
+type Options struct {
+	// Capture is how long the underlay is captured (default 3 s).
+	Capture time.Duration
+}
+
+// Run performs every check once.
+func Run(ctx context.Context, p *plan.Plan, c Collector, opt Options) *Report {
+	if opt.Capture == 0 {
+		opt.Capture = 3 * time.Second
+	}
+	start := time.Now()
+	st := collect(ctx, p, c)
+	r := &recorder{}
+	checkIGP(p, st, r)
+	checkLDP(p, st, r)
+	checkBGP(p, st, r)
+	checkKernel(p, st, r)
+	// The capture runs while the data-plane probes generate traffic.
+	var wg sync.WaitGroup
+	var capRes []Result
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		cr := &recorder{}
+		checkCapture(ctx, p, c, opt.Capture, cr)
+		capRes = cr.results
+	}()
+	checkDataPlane(ctx, p, c, r)
+	wg.Wait()
+	checkSAs(p, st, r)
+	r.results = append(r.results, capRes...)
+	rep := &Report{Results: r.results, Duration: time.Since(start), Attempts: 1}
+	sort.SliceStable(rep.Results, func(i, j int) bool {
+		return groupOrder[rep.Results[i].Group] < groupOrder[rep.Results[j].Group]
+	})
+	for _, res := range rep.Results {
+		if res.Pass {
+			rep.Passed++
+		} else {
+			rep.Failed++
+		}
+	}
+	return rep
+}
+
+// Wait runs verification until every check passes or the time is up,
+// returning the last report.
+func Wait(ctx context.Context, p *plan.Plan, c Collector, opt Options, d time.Duration, progress func(*Report)) *Report {
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		rep := Run(ctx, p, c, opt)
+		rep.Attempts = attempt
+		rep.Duration = time.Since(start)
+		if rep.OK() || time.Now().After(deadline) || ctx.Err() != nil {
+			return rep
+		}
+		if progress != nil {
+			progress(rep)
+		}
+		select {
+		case <-ctx.Done():
+			return rep
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+type recorder struct{ results []Result }
+
+func (r *recorder) pass(group, name, format string, args ...any) {
+	r.results = append(r.results, Result{Group: group, Name: name, Pass: true, Evidence: oneLine(fmt.Sprintf(format, args...))})
+}
+
+func (r *recorder) fail(group, name, cause, format string, args ...any) {
+	r.results = append(r.results, Result{Group: group, Name: name, Evidence: oneLine(fmt.Sprintf(format, args...)), Cause: cause})
+}
+
+// oneLine folds multi-line evidence (command output) into one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", " | ")), " ")
+}
+
+func (r *recorder) check(ok bool, group, name, cause, evidence string) {
+	if ok {
+		r.pass(group, name, "%s", evidence)
+	} else {
+		r.fail(group, name, cause, "%s", evidence)
+	}
+}
