@@ -133,6 +133,106 @@ func TestDefaultBackbone(t *testing.T) {
 		}
 	})
 
+	t.Run("verify passes", func(t *testing.T) {
+		out, errOut, err := c.run("verify", "--name", labName, "--wait", "90s", "--json")
+		rep := parseReport(t, out)
+		if err != nil || rep.Failed != 0 {
+			t.Fatalf("verify: err=%v failed=%v\n%s", err, rep.failing(), errOut)
+		}
+		t.Logf("verify: %d checks passed in %.1fs", rep.Passed, float64(rep.Duration)/1e9)
+	})
+
+	// Each fault must turn exactly the expected checks red; the lab is
+	// repaired (and verified green) before the next one.
+	faults := []struct {
+		name    string
+		inject  [][]string // each: node, argv...
+		restore [][]string
+		want    []string // substrings of check names that must fail
+		may     []string // substrings of check names that may fail too; nothing else may
+	}{
+		{
+			name:    "wrong route target on pe101",
+			inject:  [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "router bgp 65000 vrf cust-a", "-c", "address-family ipv4 unicast", "-c", "rt vpn import 65000:999", "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", "rt vpn import 65000:999"}},
+			restore: [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "router bgp 65000 vrf cust-a", "-c", "address-family ipv4 unicast", "-c", "rt vpn import 65000:100", "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", "rt vpn import 65000:100"}},
+			want:    []string{"vrf cust-a on pe101", "reach ce1 -> ce2", "reach ce2 -> ce1"},
+		},
+		{
+			name:    "tunnel MTU too high on one side",
+			inject:  [][]string{{"pe101", "ip", "link", "set", "gre-pe201", "mtu", "1476"}},
+			restore: [][]string{{"pe101", "ip", "link", "set", "gre-pe201", "mtu", "1422"}},
+			want:    []string{"tunnel mtu pe101 gre-pe201"},
+			// OSPF compares interface MTUs in its database exchange: the
+			// adjacency over that link may drop, which is the point.
+			may: []string{"ospfv2 pe101 gre-pe201", "ospfv2 pe201 gre-pe101", "ospfv3 pe101 gre-pe201", "ospfv3 pe201 gre-pe101", "session pe101 -> pe201", "session pe201 -> pe101"},
+		},
+		{
+			name:    "LDP disabled on one link",
+			inject:  [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "mpls ldp", "-c", "address-family ipv4", "-c", "no interface gre-pe201", "-c", "exit-address-family", "-c", "address-family ipv6", "-c", "no interface gre-pe201"}},
+			restore: [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "mpls ldp", "-c", "address-family ipv4", "-c", "interface gre-pe201", "-c", "exit", "-c", "exit-address-family", "-c", "address-family ipv6", "-c", "interface gre-pe201"}},
+			want:    []string{"session pe101 -> pe201", "session pe201 -> pe101", "LSPs ipv6 from pe101", "LSPs ipv6 from pe201"},
+			// OSPFv2 has LDP-IGP sync and routes IPv4 around the link;
+			// OSPFv3 has none, so IPv6 keeps the unlabelled link and the
+			// IPv6 VPN routes over it cannot resolve: a real gap.
+			may: []string{"LSPs ipv4", "vrf cust-a on pe101: fd00", "vrf cust-a on pe201: fd00", "reach ce1 -> ce2 ipv6", "reach ce2 -> ce1 ipv6", "mtu 1388"},
+		},
+		{
+			// Stopping charon removes its policies, trap or not: GRE then
+			// crosses the underlay in clear, and only a capture shows it.
+			name:   "charon stopped on pe101 and pe201",
+			inject: [][]string{{"pe101", "sh", "-c", "kill $(cat /run/backbone-run/" + labName + "/nodes/pe101/charon.pid)"}, {"pe201", "sh", "-c", "kill $(cat /run/backbone-run/" + labName + "/nodes/pe201/charon.pid)"}},
+			want:   []string{"underlay capture", "ipsec pe101 -> pe201", "ipsec pe201 -> pe101", "ipsec pe101 -> pe102", "ipsec pe201 -> pe202", "ipsec pe102 -> pe101", "ipsec pe202 -> pe201"},
+			// pe102 and pe202 still require ESP from pe101 and pe201: the
+			// links to them break, so routing fails around them.
+			may: []string{"ospfv2 ", "ospfv3 ", "loopbacks reachable", "session ", "LSPs ", "VPNv", "vrf cust-a", "reach ", "mtu 1388"},
+		},
+	}
+	for _, f := range faults {
+		t.Run("verify catches "+f.name, func(t *testing.T) {
+			for _, cmd := range f.inject {
+				c.must(append([]string{"lab", "exec", "--name", labName, cmd[0], "--"}, cmd[1:]...)...)
+			}
+			// Give the control plane a moment to react to the fault.
+			time.Sleep(8 * time.Second)
+			out, _, _ := c.run("verify", "--name", labName, "--json", "--capture", "2s")
+			rep := parseReport(t, out)
+			failing := rep.failing()
+			for _, w := range f.want {
+				found := false
+				for _, name := range failing {
+					if strings.Contains(name, w) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("expected a failing check matching %q; failing: %v", w, failing)
+				}
+			}
+			for _, name := range failing {
+				expected := false
+				for _, w := range append(f.want, f.may...) {
+					if strings.Contains(name, w) {
+						expected = true
+					}
+				}
+				if !expected {
+					t.Errorf("unexpected failing check %q", name)
+				}
+			}
+			t.Logf("failing checks: %v", failing)
+			if len(f.restore) == 0 {
+				return
+			}
+			for _, cmd := range f.restore {
+				c.must(append([]string{"lab", "exec", "--name", labName, cmd[0], "--"}, cmd[1:]...)...)
+			}
+			out, errOut, err := c.run("verify", "--name", labName, "--wait", "90s", "--json")
+			if rep := parseReport(t, out); err != nil || rep.Failed != 0 {
+				t.Fatalf("lab did not recover after restoring: %v\n%s", rep.failing(), errOut)
+			}
+		})
+	}
+
 	t.Run("down leaves nothing behind", func(t *testing.T) {
 		c.must("lab", "down", "--name", labName)
 		ents, _ := os.ReadDir("/run/netns")
@@ -150,6 +250,35 @@ func TestDefaultBackbone(t *testing.T) {
 			t.Errorf("processes left behind: %s", out)
 		}
 	})
+}
+
+type report struct {
+	Results []struct {
+		Name string `json:"name"`
+		Pass bool   `json:"pass"`
+	} `json:"results"`
+	Passed   int   `json:"passed"`
+	Failed   int   `json:"failed"`
+	Duration int64 `json:"duration_ns"`
+}
+
+func (r report) failing() []string {
+	var out []string
+	for _, res := range r.Results {
+		if !res.Pass {
+			out = append(out, res.Name)
+		}
+	}
+	return out
+}
+
+func parseReport(t *testing.T, out string) report {
+	t.Helper()
+	var r report
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("verify --json: %v\n%s", err, out)
+	}
+	return r
 }
 
 func fileExists(p string) bool {
