@@ -170,11 +170,7 @@ func validateEncryption(in *Intent, c *collector) {
 		c.errorf("encryption.mode", `use "transport" or "tunnel"`, "unknown IPsec mode %q", e.Mode)
 	}
 	switch e.Auth {
-	case "psk":
-	case "pubkey":
-		// The renderers write PSK authentication only: accepting pubkey
-		// would silently configure something else than the intent says.
-		c.errorf("encryption.auth", `use "psk" for now`, "pubkey authentication is not implemented yet")
+	case "psk", "pubkey":
 	default:
 		c.errorf("encryption.auth", `use "psk" or "pubkey"`, "unknown authentication %q", e.Auth)
 	}

@@ -35,7 +35,7 @@ type Options struct {
 func DefaultRuntimeDir(name string) string { return filepath.Join("/run/backbone", name) }
 
 // Files renders every file of the plan, sorted by path.
-func Files(p *plan.Plan, keys strongswan.PSKSource, opt Options) []File {
+func Files(p *plan.Plan, keys strongswan.Credentials, opt Options) []File {
 	if opt.RuntimeDir == "" {
 		opt.RuntimeDir = DefaultRuntimeDir(p.Name)
 	}
@@ -55,7 +55,13 @@ func Files(p *plan.Plan, keys strongswan.PSKSource, opt Options) []File {
 			paths := strongswan.Paths{Dir: filepath.Join(opt.RuntimeDir, r.Name)}
 			add(filepath.Join(r.Name, "strongswan.conf"), strongswan.StrongswanConf(r, paths), 0o644)
 			add(filepath.Join(r.Name, "swanctl.conf"), strongswan.SwanctlConf(p, r), 0o644)
-			add(filepath.Join(r.Name, strongswan.SecretsFile), strongswan.SecretsConf(r, keys), 0o600)
+			add(filepath.Join(r.Name, strongswan.SecretsFile), strongswan.SecretsConf(p, r, keys), 0o600)
+			if p.Encryption.Auth == "pubkey" {
+				cert, key := keys.RouterCert(r.Name)
+				add(filepath.Join(r.Name, strongswan.CACertFile()), keys.CACert(), 0o644)
+				add(filepath.Join(r.Name, strongswan.CertFile(r.Name)), cert, 0o644)
+				add(filepath.Join(r.Name, strongswan.KeyFile(r.Name)), key, 0o600)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })

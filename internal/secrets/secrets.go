@@ -19,7 +19,10 @@ import (
 type Store struct {
 	path string
 	// PSKs maps a link key ("pe101-pe201", names sorted) to its key.
-	PSKs    map[string]string `json:"psks"`
+	PSKs map[string]string `json:"psks"`
+	// CA and Certs back certificate authentication (encryption.auth: pubkey).
+	CA      *KeyPair            `json:"ca,omitempty"`
+	Certs   map[string]*KeyPair `json:"certs,omitempty"`
 	changed bool
 }
 

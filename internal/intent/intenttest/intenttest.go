@@ -70,6 +70,17 @@ func (PSKs) PSK(name string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
+// CACert returns a fixed placeholder: rendered test output must be stable.
+func (PSKs) CACert() []byte {
+	return []byte("-----BEGIN CERTIFICATE-----\nTEST CA, not a certificate\n-----END CERTIFICATE-----\n")
+}
+
+// RouterCert returns fixed placeholders naming the router.
+func (PSKs) RouterCert(name string) (cert, key []byte) {
+	return []byte("-----BEGIN CERTIFICATE-----\nTEST " + name + "\n-----END CERTIFICATE-----\n"),
+		[]byte("-----BEGIN EC PRIVATE KEY-----\nTEST " + name + "\n-----END EC PRIVATE KEY-----\n")
+}
+
 // Variant is a named intent.
 type Variant struct {
 	Name string
@@ -101,6 +112,7 @@ func Variants(tb testing.TB) []Variant {
 				"  - {ce: ce5, pe: pe102, vrf: cust-b, ipv6: \"fd00:ce:5::/64\", prefixes: [\"fd00:5::/64\"], routing: ebgp}\n")},
 		{"bfd-off", edit("bfd: {enabled: true,", "bfd: {enabled: false,")},
 		{"encryption-none", edit("  type: ipsec\n", "  type: none\n")},
+		{"pubkey", edit("  auth: psk\n", "  auth: pubkey\n")},
 		// A P router in the middle, a link without LDP, a clear link, a
 		// pinned network and MTU, the ip6gre encapsulation limit kept.
 		{"p-router", edit(

@@ -18,6 +18,7 @@ import (
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
 	"github.com/backbone-net/backbone/internal/render/strongswan"
+	"github.com/backbone-net/backbone/internal/secrets"
 )
 
 // requireCharon returns the paths of charon-systemd, swanctl and ip. The
@@ -86,7 +87,16 @@ func TestCharonLoadsRenderedConfigs(t *testing.T) {
 			}
 			t.Cleanup(func() { os.RemoveAll(base) })
 			out, rt := filepath.Join(base, "out"), filepath.Join(base, "run")
-			if err := render.Write(out, render.Files(p, intenttest.PSKs{}, render.Options{RuntimeDir: rt})); err != nil {
+			// Certificates must be real for charon to load them.
+			var creds strongswan.Credentials = intenttest.PSKs{}
+			if p.Encryption.Auth == "pubkey" {
+				st, err := secrets.Open(filepath.Join(base, "secrets.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				creds = st
+			}
+			if err := render.Write(out, render.Files(p, creds, render.Options{RuntimeDir: rt})); err != nil {
 				t.Fatal(err)
 			}
 			n := 0
@@ -102,7 +112,7 @@ func TestCharonLoadsRenderedConfigs(t *testing.T) {
 							want++
 						}
 					}
-					loadRouter(t, charon, swanctl, ip, filepath.Join(out, r.Name), filepath.Join(rt, r.Name), want)
+					loadRouter(t, charon, swanctl, ip, filepath.Join(out, r.Name), filepath.Join(rt, r.Name), want, p.Encryption.Auth)
 				})
 			}
 			if p.Encryption.Enabled && n == 0 {
@@ -112,7 +122,7 @@ func TestCharonLoadsRenderedConfigs(t *testing.T) {
 	}
 }
 
-func loadRouter(t *testing.T, charon, swanctl, ip, confDir, runDir string, want int) {
+func loadRouter(t *testing.T, charon, swanctl, ip, confDir, runDir string, want int, auth string) {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +196,13 @@ func loadRouter(t *testing.T, charon, swanctl, ip, confDir, runDir string, want 
 			t.Errorf("swanctl --load-all: %s\n%s", l, out)
 		}
 	}
-	if n := strings.Count(out, "loaded ike secret"); n != want {
+	if auth == "pubkey" {
+		for _, w := range []string{"loaded certificate from", "backbone-ca.pem", "loaded ECDSA key from"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("swanctl --load-all did not report %q:\n%s", w, out)
+			}
+		}
+	} else if n := strings.Count(out, "loaded ike secret"); n != want {
 		t.Errorf("%d IKE secrets loaded, want %d:\n%s", n, want, out)
 	}
 	stats, err := swan("--stats")
