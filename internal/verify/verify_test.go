@@ -1,0 +1,156 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/intent"
+	"github.com/backbone-net/backbone/internal/plan"
+)
+
+func defaultPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	doc, err := intent.LoadFile("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ps := plan.Build(doc)
+	if p == nil {
+		t.Fatal(ps.Err())
+	}
+	return p
+}
+
+// fakeCollector answers commands from a function of node and argv.
+type fakeCollector func(node string, argv []string) (string, error)
+
+func (f fakeCollector) Run(_ context.Context, node string, argv ...string) ([]byte, error) {
+	out, err := f(node, argv)
+	return []byte(out), err
+}
+
+const rawSAs = `list-sa event {pe201 {uniqueid=1 version=2 state=ESTABLISHED local-host=2001:db8:101::2 local-port=500 local-id=pe101 remote-host=2001:db8:201::2 remote-port=500 remote-id=pe201 initiator=yes encr-alg=CHACHA20_POLY1305 prf-alg=PRF_HMAC_SHA2_256 dh-group=CURVE_25519 established=18 child-sas {gre-pe201-3 {name=gre-pe201 uniqueid=3 reqid=1 state=INSTALLED mode=TRANSPORT protocol=ESP encr-alg=CHACHA20_POLY1305 local-ts=[2001:db8:101::2/128[gre]] remote-ts=[2001:db8:201::2/128[gre]]}}}}
+list-sa event {pe102 {uniqueid=2 version=2 state=ESTABLISHED local-host=2001:db8:101::2 remote-host=2001:db8:102::2 encr-alg=AES_GCM_16 prf-alg=PRF_HMAC_SHA2_256 dh-group=CURVE_25519 child-sas {gre-pe102-4 {name=gre-pe102 state=INSTALLED mode=TUNNEL encr-alg=AES_GCM_16 local-ts=[2001:db8:101::2/128] remote-ts=[2001:db8:102::2/128]}}}}
+`
+
+func TestParseRaw(t *testing.T) {
+	evs := parseRaw(rawSAs)
+	if len(evs) != 2 {
+		t.Fatalf("got %d events, want 2", len(evs))
+	}
+	ike := evs[0].subs["pe201"]
+	if ike == nil || ike.vals["state"] != "ESTABLISHED" || ike.vals["dh-group"] != "CURVE_25519" {
+		t.Fatalf("IKE SA not parsed: %+v", ike)
+	}
+	ch := ike.subs["child-sas"].subs["gre-pe201-3"]
+	if ch == nil || ch.vals["mode"] != "TRANSPORT" || ch.vals["local-ts"] != "[2001:db8:101::2/128[gre]]" {
+		t.Fatalf("CHILD SA not parsed: %+v", ch)
+	}
+}
+
+func TestCheckSAs(t *testing.T) {
+	p := defaultPlan(t)
+	sts := map[string]*routerState{"pe101": {shell: map[string]string{"sas": rawSAs}}}
+	for _, r := range p.Routers {
+		if sts[r.Name] == nil {
+			sts[r.Name] = &routerState{shell: map[string]string{}}
+		}
+	}
+	rec := &recorder{}
+	checkSAs(p, sts, rec)
+	got := map[string]Result{}
+	for _, r := range rec.results {
+		got[r.Name] = r
+	}
+	if r := got["ipsec pe101 -> pe201"]; !r.Pass {
+		t.Errorf("pe101 -> pe201 should pass: %+v", r)
+	}
+	// Wrong cipher and tunnel mode: the intent says chacha20poly1305, transport.
+	if r := got["ipsec pe101 -> pe102"]; r.Pass || !strings.Contains(r.Evidence, "TUNNEL") {
+		t.Errorf("pe101 -> pe102 should fail with the mode in evidence: %+v", r)
+	}
+	if r := got["ipsec pe202 -> pe102"]; r.Pass || !strings.Contains(r.Evidence, "no ESTABLISHED IKE SA") {
+		t.Errorf("pe202 without SAs should fail: %+v", r)
+	}
+}
+
+func TestCapture(t *testing.T) {
+	p := defaultPlan(t)
+	cases := []struct {
+		name   string
+		out    string
+		pass   bool
+		detail string
+	}{
+		{"only ESP", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0xc6fabf07,seq=0x1), length 120\nIP6 2001:db8:201::2.500 > 2001:db8:101::2.500: isakmp: child_sa inf2\n", true, "1 ESP, 1 IKE"},
+		{"cleartext GRE", "IP6 2001:db8:101::2 > 2001:db8:201::2: GREv0, length 88: IP 10.20.0.222 > 224.0.0.5: OSPFv2, Hello\nIP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n", false, "1 cleartext packets"},
+		{"cleartext VXLAN", "IP6 2001:db8:202::2.51234 > 2001:db8:102::2.4789: VXLAN, flags [I] (0x08), vni 10103\n", false, "VXLAN 1"},
+		{"idle", "", false, "0 packets between PEs"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var filter string
+			col := fakeCollector(func(node string, argv []string) (string, error) {
+				if node != "underlay" || argv[0] != "timeout" || argv[2] != "tcpdump" {
+					return "", fmt.Errorf("unexpected %s %v", node, argv)
+				}
+				filter = argv[len(argv)-1]
+				return c.out, fmt.Errorf("exit status 124")
+			})
+			rec := &recorder{}
+			checkCapture(context.Background(), p, col, time.Second, rec)
+			if len(rec.results) != 1 {
+				t.Fatalf("results: %+v", rec.results)
+			}
+			r := rec.results[0]
+			if r.Pass != c.pass || !strings.Contains(r.Evidence, c.detail) {
+				t.Errorf("pass=%v evidence %q, want pass=%v and %q", r.Pass, r.Evidence, c.pass, c.detail)
+			}
+			if !strings.Contains(filter, "src host 2001:db8:101::2") || !strings.Contains(filter, "dst host 2001:db8:102::2") {
+				t.Errorf("capture filter %q does not select the PEs", filter)
+			}
+		})
+	}
+}
+
+func TestDataPlaneMTU(t *testing.T) {
+	p := defaultPlan(t)
+	for _, c := range []struct {
+		name      string
+		oversize  string
+		wantPass  bool
+		wantCause string
+	}{
+		{"refused locally", "ping: local error: message too long, mtu=1388", true, ""},
+		{"lost silently", "1 packets transmitted, 0 received, 100% packet loss", false, "lost silently"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			col := fakeCollector(func(node string, argv []string) (string, error) {
+				s := strings.Join(argv, " ")
+				switch {
+				case strings.Contains(s, "-s 1361") || strings.Contains(s, "-s 1341"): // one byte more
+					return "", fmt.Errorf("exit status 1: %s", c.oversize)
+				default:
+					return "3 packets transmitted, 3 received, 0% packet loss", nil
+				}
+			})
+			rec := &recorder{}
+			checkDataPlane(context.Background(), p, col, rec)
+			n := 0
+			for _, r := range rec.results {
+				if strings.HasPrefix(r.Name, "mtu 1388+1 refused") {
+					n++
+					if r.Pass != c.wantPass || !strings.Contains(r.Cause, c.wantCause) {
+						t.Errorf("%s: pass=%v cause %q", r.Name, r.Pass, r.Cause)
+					}
+				}
+			}
+			if n != 4 { // 2 directions x 2 families
+				t.Errorf("%d oversize checks, want 4", n)
+			}
+		})
+	}
+}
