@@ -110,6 +110,10 @@ func applyDevice(d linux.Device, holdTunnels bool) error {
 	switch d.Kind {
 	case linux.KindLoopback, linux.KindPhysical:
 		// exists already
+	case linux.KindBridge:
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: d.Name, MTU: d.MTU}}); err != nil {
+			return err
+		}
 	case linux.KindVRF:
 		if err := netlink.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: d.Name}, Table: uint32(d.Table)}); err != nil {
 			return err

@@ -153,13 +153,28 @@ func (c *Config) Nodes() []string {
 type Progress func(format string, args ...any)
 
 // underlayHost configures the underlay router: a gateway address in each
-// PE's underlay network, and forwarding.
+// PE's underlay network, and forwarding. PEs whose underlay addresses share
+// a network are on one LAN: their veths join a bridge that holds the
+// gateway (the case where bypass-lan would leave traffic in clear).
 func underlayHost(p *plan.Plan) (*linux.Host, []wire) {
 	h := &linux.Host{Router: Underlay, Role: "underlay"}
 	h.Sysctls = []linux.Sysctl{
 		{Key: "net.ipv4.ip_forward", Value: "1"},
 		{Key: "net.ipv6.conf.all.forwarding", Value: "1"},
 	}
+	// Count the PEs of each underlay network.
+	members := map[netip.Prefix]int{}
+	for _, r := range p.Routers {
+		if r.Underlay == nil {
+			continue
+		}
+		for _, a := range []netip.Prefix{r.Underlay.IPv6, r.Underlay.IPv4} {
+			if a.IsValid() {
+				members[a.Masked()]++
+			}
+		}
+	}
+	bridges := map[netip.Prefix]string{}
 	var wires []wire
 	for _, r := range p.Routers {
 		if r.Underlay == nil {
@@ -173,13 +188,29 @@ func underlayHost(p *plan.Plan) (*linux.Host, []wire) {
 			}
 		}
 		wires = append(wires, wire{aNode: Underlay, aDev: dev, bNode: r.Name, bDev: r.Underlay.Interface, mtu: mtu})
-		h.Devices = append(h.Devices, linux.Device{Name: dev, Kind: linux.KindPhysical, MTU: mtu, Peer: r.Name})
-		if r.Underlay.GatewayV6.IsValid() {
-			h.Addresses = append(h.Addresses, linux.Address{Device: dev, Prefix: netip.PrefixFrom(r.Underlay.GatewayV6, r.Underlay.IPv6.Bits())})
+		d := linux.Device{Name: dev, Kind: linux.KindPhysical, MTU: mtu, Peer: r.Name}
+		for _, gw := range []struct {
+			addr netip.Addr
+			net  netip.Prefix
+		}{{r.Underlay.GatewayV6, r.Underlay.IPv6}, {r.Underlay.GatewayV4, r.Underlay.IPv4}} {
+			if !gw.addr.IsValid() {
+				continue
+			}
+			net := gw.net.Masked()
+			if members[net] < 2 {
+				h.Addresses = append(h.Addresses, linux.Address{Device: dev, Prefix: netip.PrefixFrom(gw.addr, net.Bits())})
+				continue
+			}
+			br, ok := bridges[net]
+			if !ok {
+				br = fmt.Sprintf("ulan%d", len(bridges))
+				bridges[net] = br
+				h.Devices = append([]linux.Device{{Name: br, Kind: linux.KindBridge, MTU: mtu}}, h.Devices...)
+				h.Addresses = append(h.Addresses, linux.Address{Device: br, Prefix: netip.PrefixFrom(gw.addr, net.Bits())})
+			}
+			d.Master = br
 		}
-		if r.Underlay.GatewayV4.IsValid() {
-			h.Addresses = append(h.Addresses, linux.Address{Device: dev, Prefix: netip.PrefixFrom(r.Underlay.GatewayV4, r.Underlay.IPv4.Bits())})
-		}
+		h.Devices = append(h.Devices, d)
 	}
 	return h, wires
 }

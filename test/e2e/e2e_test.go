@@ -254,8 +254,9 @@ func TestDefaultBackbone(t *testing.T) {
 
 type report struct {
 	Results []struct {
-		Name string `json:"name"`
-		Pass bool   `json:"pass"`
+		Name     string `json:"name"`
+		Pass     bool   `json:"pass"`
+		Evidence string `json:"evidence"`
 	} `json:"results"`
 	Passed   int   `json:"passed"`
 	Failed   int   `json:"failed"`

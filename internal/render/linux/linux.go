@@ -24,6 +24,8 @@ const (
 	KindIP6GRE   = "ip6gre"
 	KindGRE      = "gre"
 	KindVXLAN    = "vxlan"
+	// KindBridge is a Linux bridge (the lab's shared underlay LANs).
+	KindBridge = "bridge"
 )
 
 // VRFUnreachableMetric is the metric of each VRF table's unreachable
