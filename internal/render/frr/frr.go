@@ -17,14 +17,18 @@ const BFDProfile = "backbone"
 // Daemons lists the FRR daemons a router's configuration needs, in start
 // order after zebra (which always runs).
 func Daemons(p *plan.Plan, r *plan.Router) []string {
-	if r.Role == intent.RoleCE {
-		s := siteOfCE(p, r)
-		if s != nil && s.Routing == intent.RoutingEBGP {
-			return []string{"bgpd", "staticd"}
-		}
-		return []string{"staticd"}
+	var ds []string
+	// staticd only where the config has static routes: every daemon costs
+	// start-up time (seconds under emulation).
+	if hasStatic(p, r) {
+		ds = append(ds, "staticd")
 	}
-	ds := []string{"staticd"}
+	if r.Role == intent.RoleCE {
+		if s := siteOfCE(p, r); s != nil && s.Routing == intent.RoutingEBGP {
+			ds = append(ds, "bgpd")
+		}
+		return ds
+	}
 	if p.Protocols.BFD {
 		ds = append(ds, "bfdd")
 	}
@@ -33,6 +37,17 @@ func Daemons(p *plan.Plan, r *plan.Router) []string {
 		ds = append(ds, "bgpd")
 	}
 	return ds
+}
+
+// hasStatic reports whether r's config holds static routes: a static site
+// on either end of its attachments.
+func hasStatic(p *plan.Plan, r *plan.Router) bool {
+	for _, a := range r.Attachments {
+		if p.Sites[a.Site].Routing == intent.RoutingStatic {
+			return true
+		}
+	}
+	return false
 }
 
 // Render returns frr.conf for router r.
