@@ -83,4 +83,5 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newLabNodeCmd,
 	newVMCmd,
 	newLabVMAgentCmd,
+	newChaosCmd,
 }

@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"sort"
 	"time"
 )
 
@@ -25,64 +24,86 @@ func (g Gap) Duration() time.Duration { return g.End - g.Start }
 
 // Summary is the analysis of one stream.
 type Summary struct {
-	Name       string `json:"name"`
-	Sent       int    `json:"sent"`
-	Received   int    `json:"received"`
-	Lost       int    `json:"lost"`
-	Duplicates int    `json:"duplicates"`
-	Reordered  int    `json:"reordered"`
-	Gaps       []Gap  `json:"gaps"`
+	Name     string `json:"name"`
+	Sent     int    `json:"sent"`
+	Received int    `json:"received"` // distinct sequence numbers
+	Lost     int    `json:"lost"`
+	// InFlight are the trailing probes, sent less than the grace before
+	// the last send, that had not arrived when the session stopped: not
+	// counted as lost.
+	InFlight   int   `json:"in_flight"`
+	Duplicates int   `json:"duplicates"`
+	Reordered  int   `json:"reordered"` // arrivals with a lower sequence number than one before them
+	Gaps       []Gap `json:"gaps"`
+}
+
+// LossDuration is the sum of the gaps' durations.
+func (s Summary) LossDuration() time.Duration {
+	var d time.Duration
+	for _, g := range s.Gaps {
+		d += g.Duration()
+	}
+	return d
 }
 
 // Analyze turns a record into loss gaps, duplicates and reordering. The
 // trailing window of probes still in flight is not loss: probes sent less
 // than grace before the last send are ignored when missing at the end.
+// Arrivals with a sequence number that was never sent are ignored.
 func Analyze(r Record, grace time.Duration) Summary {
 	s := Summary{Name: r.Stream.Name, Sent: len(r.Sent)}
-	seen := make(map[uint64]bool, len(r.Received))
+	n := uint64(len(r.Sent))
+	seen := make([]bool, n)
 	var maxSeq uint64
-	for i, a := range r.Received {
+	first := true
+	for _, a := range r.Received {
+		if a.Seq >= n {
+			continue
+		}
 		if seen[a.Seq] {
 			s.Duplicates++
 			continue
 		}
 		seen[a.Seq] = true
-		if i > 0 && a.Seq < maxSeq {
+		s.Received++
+		if !first && a.Seq < maxSeq {
 			s.Reordered++
 		}
-		if a.Seq > maxSeq {
+		if first || a.Seq > maxSeq {
 			maxSeq = a.Seq
 		}
+		first = false
 	}
-	s.Received = len(seen)
-	n := uint64(len(r.Sent))
 	// Ignore the tail that may still have been in flight.
+	end := n
 	if n > 0 && grace > 0 {
 		last := r.Sent[n-1]
-		for n > 0 && !seen[n-1] && last-r.Sent[n-1] < grace {
-			n--
+		for end > 0 && !seen[end-1] && last-r.Sent[end-1] < grace {
+			end--
 		}
 	}
-	for seq := uint64(0); seq < n; {
+	s.InFlight = int(n - end)
+	for seq := uint64(0); seq < end; {
 		if seen[seq] {
 			seq++
 			continue
 		}
 		g := Gap{FirstSeq: seq, Start: r.Sent[seq]}
-		for seq < n && !seen[seq] {
+		for seq < end && !seen[seq] {
 			seq++
 		}
 		g.LastSeq = seq - 1
 		g.Lost = int(g.LastSeq - g.FirstSeq + 1)
-		if seq < uint64(len(r.Sent)) && seq < n {
+		if seq < end {
 			g.End = r.Sent[seq]
 		} else {
+			// Nothing arrived after the gap (only, perhaps, probes still
+			// in flight): the loss lasted to the end of the run.
 			g.Open = true
-			g.End = r.Sent[len(r.Sent)-1] + r.Stream.Interval
+			g.End = r.Sent[n-1] + r.Stream.Interval
 		}
 		s.Lost += g.Lost
 		s.Gaps = append(s.Gaps, g)
 	}
-	sort.Slice(s.Gaps, func(i, j int) bool { return s.Gaps[i].FirstSeq < s.Gaps[j].FirstSeq })
 	return s
 }

@@ -4,6 +4,11 @@
 // so one monotonic clock times both ends. Endpoints may sit in different
 // network namespaces: an Opener runs socket creation inside them (sockets
 // keep the namespace they were created in).
+//
+// Streams that share an interval share one sending goroutine and one
+// ticker, so that many streams at 1 ms stay cheap; every probe's actual
+// send time is recorded, so a late tick shows as a longer interval, never
+// as loss.
 package probe
 
 import (
@@ -13,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sort"
 	"sync"
 	"time"
 )
@@ -40,6 +46,8 @@ type Stream struct {
 const (
 	magic      = 0x62626f6e // "bbon"
 	packetSize = 28
+	// DefaultStopGrace is how long Stop waits for probes in flight.
+	DefaultStopGrace = 50 * time.Millisecond
 )
 
 // Session runs a set of streams.
@@ -56,11 +64,13 @@ type stream struct {
 	tx    *net.UDPConn
 	rx    *net.UDPConn
 	dst   *net.UDPAddr
-	mu    sync.Mutex
-	sent  []time.Duration // send time of seq i
-	recv  []Arrival
 	first chan struct{}
 	once  sync.Once
+
+	mu   sync.Mutex
+	sent []time.Duration // send time of seq i
+	recv []Arrival
+	live StreamState
 }
 
 // Arrival is one received probe.
@@ -68,6 +78,27 @@ type Arrival struct {
 	Seq    uint64        `json:"seq"`
 	SentAt time.Duration `json:"sent_ns"`
 	RecvAt time.Duration `json:"recv_ns"`
+}
+
+// StreamState is a live view of one stream, cheap to poll while the
+// session runs (see Session.State).
+type StreamState struct {
+	Name string `json:"name"`
+	// Sent is how many probes were sent; Received how many arrived
+	// (duplicates included).
+	Sent     int `json:"sent"`
+	Received int `json:"received"`
+	// LastSent is the send time of the newest probe; LastArrival the
+	// arrival time of the newest arrival (0 if none).
+	LastSent    time.Duration `json:"last_sent_ns"`
+	LastArrival time.Duration `json:"last_arrival_ns"`
+	// LastResume is the send time of the latest probe that arrived after
+	// one or more missing sequence numbers: the end of the latest gap seen
+	// so far (0 if none). A reordered probe also counts, which only makes
+	// a caller waiting for quiet wait a little longer.
+	LastResume time.Duration `json:"last_resume_ns"`
+	maxSeq     uint64
+	any        bool
 }
 
 // Start opens every stream's sockets and starts sending.
@@ -79,12 +110,13 @@ func Start(ctx context.Context, open Opener, streams []Stream) (*Session, error)
 			st.Interval = time.Millisecond
 		}
 		r := &stream{Stream: st, id: uint32(i), first: make(chan struct{})}
+		r.live.Name = st.Name
 		if err := open(st.To.NS, func() error {
 			c, err := net.ListenUDP("udp", &net.UDPAddr{IP: st.To.Addr.AsSlice()})
 			r.rx = c
 			return err
 		}); err != nil {
-			s.Stop()
+			s.closeAll()
 			cancel()
 			return nil, fmt.Errorf("probe %s: listen on %s: %w", st.Name, st.To.Addr, err)
 		}
@@ -98,37 +130,53 @@ func Start(ctx context.Context, open Opener, streams []Stream) (*Session, error)
 			return err
 		}); err != nil {
 			r.rx.Close()
-			s.Stop()
+			s.closeAll()
 			cancel()
 			return nil, fmt.Errorf("probe %s: socket from %s: %w", st.Name, st.From.Addr, err)
 		}
 		s.streams = append(s.streams, r)
 	}
+	groups := map[time.Duration][]*stream{}
+	var intervals []time.Duration
 	for _, r := range s.streams {
-		s.wg.Add(2)
-		go func() { defer s.wg.Done(); s.send(ctx, r) }()
+		if groups[r.Interval] == nil {
+			intervals = append(intervals, r.Interval)
+		}
+		groups[r.Interval] = append(groups[r.Interval], r)
+		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.receive(r) }()
+	}
+	sort.Slice(intervals, func(i, j int) bool { return intervals[i] < intervals[j] })
+	for _, iv := range intervals {
+		g := groups[iv]
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.send(ctx, iv, g) }()
 	}
 	return s, nil
 }
 
 func (s *Session) now() time.Duration { return time.Since(s.base) }
 
-func (s *Session) send(ctx context.Context, r *stream) {
+// send sends one probe on every stream of a group per tick.
+func (s *Session) send(ctx context.Context, interval time.Duration, group []*stream) {
 	buf := make([]byte, packetSize)
-	tick := time.NewTicker(r.Interval)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for seq := uint64(0); ; seq++ {
-		at := s.now()
-		binary.BigEndian.PutUint32(buf[0:], magic)
-		binary.BigEndian.PutUint32(buf[4:], r.id)
-		binary.BigEndian.PutUint64(buf[8:], seq)
-		binary.BigEndian.PutUint64(buf[16:], uint64(at))
-		r.mu.Lock()
-		r.sent = append(r.sent, at)
-		r.mu.Unlock()
-		// Errors (no route, unreachable) are loss, as on a real network.
-		_, _ = r.tx.WriteToUDP(buf, r.dst)
+		for _, r := range group {
+			at := s.now()
+			binary.BigEndian.PutUint32(buf[0:], magic)
+			binary.BigEndian.PutUint32(buf[4:], r.id)
+			binary.BigEndian.PutUint64(buf[8:], seq)
+			binary.BigEndian.PutUint64(buf[16:], uint64(at))
+			r.mu.Lock()
+			r.sent = append(r.sent, at)
+			r.live.Sent++
+			r.live.LastSent = at
+			r.mu.Unlock()
+			// Errors (no route, unreachable) are loss, as on a real network.
+			_, _ = r.tx.WriteToUDP(buf, r.dst)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -154,6 +202,21 @@ func (s *Session) receive(r *stream) {
 		a := Arrival{Seq: binary.BigEndian.Uint64(buf[8:]), SentAt: time.Duration(binary.BigEndian.Uint64(buf[16:])), RecvAt: at}
 		r.mu.Lock()
 		r.recv = append(r.recv, a)
+		l := &r.live
+		l.Received++
+		l.LastArrival = at
+		switch {
+		case !l.any:
+			if a.Seq > 0 {
+				l.LastResume = a.SentAt
+			}
+			l.any, l.maxSeq = true, a.Seq
+		case a.Seq > l.maxSeq+1:
+			l.LastResume = a.SentAt
+			l.maxSeq = a.Seq
+		case a.Seq == l.maxSeq+1:
+			l.maxSeq = a.Seq
+		}
 		r.mu.Unlock()
 		r.once.Do(func() { close(r.first) })
 	}
@@ -161,6 +224,17 @@ func (s *Session) receive(r *stream) {
 
 // Now is the session clock: time since Start.
 func (s *Session) Now() time.Duration { return s.now() }
+
+// State returns the live state of every stream, in stream order.
+func (s *Session) State() []StreamState {
+	out := make([]StreamState, len(s.streams))
+	for i, r := range s.streams {
+		r.mu.Lock()
+		out[i] = r.live
+		r.mu.Unlock()
+	}
+	return out
+}
 
 // WaitFirst waits until every stream received a probe and returns, per
 // stream, the session time of its first arrival.
@@ -179,21 +253,18 @@ func (s *Session) WaitFirst(ctx context.Context) ([]time.Duration, error) {
 	return out, nil
 }
 
-// Stop ends sending, waits a grace period for packets in flight, closes
+// Stop ends sending, waits DefaultStopGrace for packets in flight, closes
 // the sockets and returns each stream's record.
-func (s *Session) Stop() []Record {
+func (s *Session) Stop() []Record { return s.StopWithin(DefaultStopGrace) }
+
+// StopWithin is Stop with an explicit wait for packets in flight (use
+// more on slow, emulated machines).
+func (s *Session) StopWithin(grace time.Duration) []Record {
 	if s.cancel != nil {
 		s.cancel()
 	}
-	time.Sleep(50 * time.Millisecond)
-	for _, r := range s.streams {
-		if r.tx != nil {
-			r.tx.Close()
-		}
-		if r.rx != nil {
-			r.rx.Close()
-		}
-	}
+	time.Sleep(grace)
+	s.closeAll()
 	s.wg.Wait()
 	out := make([]Record, len(s.streams))
 	for i, r := range s.streams {
@@ -202,6 +273,17 @@ func (s *Session) Stop() []Record {
 		r.mu.Unlock()
 	}
 	return out
+}
+
+func (s *Session) closeAll() {
+	for _, r := range s.streams {
+		if r.tx != nil {
+			r.tx.Close()
+		}
+		if r.rx != nil {
+			r.rx.Close()
+		}
+	}
 }
 
 // Record is everything one stream saw.

@@ -1,0 +1,415 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/intent"
+	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/probe"
+	"github.com/backbone-net/backbone/internal/render/linux"
+)
+
+func defaultPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	doc, err := intent.Load(intent.DefaultYAML(), "default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ps := plan.Build(doc)
+	if p == nil {
+		t.Fatalf("default intent does not plan: %v", ps)
+	}
+	return p
+}
+
+// testLab is the default backbone with made-up pids: pid = 1000*router + n.
+func testLab(t *testing.T) Lab {
+	p := defaultPlan(t)
+	hosts := map[string]*linux.Host{}
+	for _, r := range p.Routers {
+		hosts[r.Name] = linux.Render(p, r)
+	}
+	return Lab{
+		Plan: p, Hosts: hosts,
+		Daemons: func(node string) []lab.DaemonStatus {
+			base := map[string]int{"pe101": 1000, "pe201": 2000, "pe202": 3000, "pe102": 4000}[node]
+			var out []lab.DaemonStatus
+			for i, d := range []string{"bfdd", "bgpd", "charon", "ldpd", "ospf6d", "ospfd", "staticd", "zebra"} {
+				out = append(out, lab.DaemonStatus{Name: d, PID: base + i + 1, Running: true})
+			}
+			return out
+		},
+		StartScripts: func(node string) []string {
+			return []string{"/run/backbone-run/t/nodes/" + node + "/ipsec.sh", "/run/backbone-run/t/nodes/" + node + "/frr.sh"}
+		},
+	}
+}
+
+func TestParseSpec(t *testing.T) {
+	tests := []struct {
+		kind string
+		args []string
+		want Spec
+		err  string
+	}{
+		{kind: "link-shut", want: Spec{Kind: LinkShut, A: "pe101", B: "pe201"}},
+		{kind: "underlay-cut", args: []string{"pe201-pe202"}, want: Spec{Kind: UnderlayCut, A: "pe201", B: "pe202"}},
+		{kind: "ipsec-rekey", want: Spec{Kind: IPsecRekey, A: "pe101", B: "pe201"}},
+		{kind: "node-fail", want: Spec{Kind: NodeFail, Node: "pe102"}},
+		{kind: "node-fail", args: []string{"pe202"}, want: Spec{Kind: NodeFail, Node: "pe202"}},
+		{kind: "daemon-restart", want: Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "ospfd"}},
+		{kind: "daemon-restart", args: []string{"ldpd"}, want: Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "ldpd"}},
+		{kind: "daemon-restart", args: []string{"pe202"}, want: Spec{Kind: DaemonRestart, Node: "pe202", Daemon: "ospfd"}},
+		{kind: "daemon-restart", args: []string{"pe201", "charon"}, want: Spec{Kind: DaemonRestart, Node: "pe201", Daemon: "charon"}},
+		{kind: "daemon-restart", args: []string{"pe201", "sshd"}, err: `unknown daemon "sshd"`},
+		{kind: "link-shut", args: []string{"pe101"}, err: "is not ROUTER-ROUTER"},
+		{kind: "link-shut", args: []string{"a-b", "c-d"}, err: "takes one link"},
+		{kind: "node-fail", args: []string{"a", "b"}, err: "takes one router"},
+		{kind: "meteor", err: `unknown scenario "meteor"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind+" "+strings.Join(tt.args, " "), func(t *testing.T) {
+			got, err := ParseSpec(tt.kind, tt.args)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func strs(steps []Step) []string {
+	var out []string
+	for _, s := range steps {
+		out = append(out, s.String())
+	}
+	return out
+}
+
+// The exact commands of every scenario on the default backbone.
+func TestBuild(t *testing.T) {
+	l := testLab(t)
+	tests := []struct {
+		spec            Spec
+		inject, restore []string
+		converge, down  []string
+	}{
+		{
+			spec:     Spec{Kind: LinkShut, A: "pe101", B: "pe201"},
+			inject:   []string{"pe101: vtysh -c 'configure terminal' -c 'interface gre-pe201' -c shutdown"},
+			restore:  []string{"pe101: vtysh -c 'configure terminal' -c 'interface gre-pe201' -c 'no shutdown'"},
+			converge: []string{"pe101", "pe201"},
+		},
+		{
+			// The VXLAN link: vx- interface names.
+			spec:     Spec{Kind: LinkShut, A: "pe202", B: "pe102"},
+			inject:   []string{"pe202: vtysh -c 'configure terminal' -c 'interface vx-pe102' -c shutdown"},
+			restore:  []string{"pe202: vtysh -c 'configure terminal' -c 'interface vx-pe102' -c 'no shutdown'"},
+			converge: []string{"pe202", "pe102"},
+		},
+		{
+			spec: Spec{Kind: UnderlayCut, A: "pe101", B: "pe201"},
+			inject: []string{"underlay: nft 'add table inet backbone_chaos; flush table inet backbone_chaos; " +
+				"add chain inet backbone_chaos forward { type filter hook forward priority -10; policy accept; }; " +
+				"add rule inet backbone_chaos forward ip6 saddr 2001:db8:101::2 ip6 daddr 2001:db8:201::2 drop; " +
+				"add rule inet backbone_chaos forward ip6 saddr 2001:db8:201::2 ip6 daddr 2001:db8:101::2 drop'"},
+			restore:  []string{"underlay: nft 'delete table inet backbone_chaos'"},
+			converge: []string{"pe101", "pe201"},
+		},
+		{
+			spec: Spec{Kind: NodeFail, Node: "pe102"},
+			inject: []string{
+				"pe102: kill -KILL 4001 4002 4003 4004 4005 4006 4007 4008",
+				"pe102: ip link set eth0 down",
+			},
+			restore: []string{
+				"pe102: ip link set eth0 up",
+				"pe102: ip -6 route replace ::/0 via 2001:db8:102::1 dev eth0",
+				"pe102: wait until pid 4001 4002 4003 4004 4005 4006 4007 4008 exited",
+				"pe102: /bin/sh /run/backbone-run/t/nodes/pe102/ipsec.sh",
+				"pe102: /bin/sh /run/backbone-run/t/nodes/pe102/frr.sh",
+			},
+			converge: []string{"pe102"},
+			down:     []string{"pe102"},
+		},
+		{
+			spec: Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "ospfd"},
+			inject: []string{
+				"pe101: kill -TERM 1006",
+				"pe101: wait until pid 1006 exited",
+				"pe101: /usr/lib/frr/ospfd -d -F traditional -P 0 -i /run/frr/ospfd.pid --log file:/run/frr/ospfd.log",
+				"pe101: vtysh -b -d ospfd",
+			},
+			converge: []string{"pe101"},
+		},
+		{
+			spec: Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "ospf6d", Graceful: true},
+			inject: []string{
+				"pe101: vtysh -c 'graceful-restart prepare ipv6 ospf'",
+				"pe101: kill -TERM 1005",
+				"pe101: wait until pid 1005 exited",
+				"pe101: /usr/lib/frr/ospf6d -d -F traditional -P 0 -i /run/frr/ospf6d.pid --log file:/run/frr/ospf6d.log",
+				"pe101: vtysh -b -d ospf6d",
+			},
+			converge: []string{"pe101"},
+		},
+		{
+			spec: Spec{Kind: DaemonRestart, Node: "pe201", Daemon: "charon"},
+			inject: []string{
+				"pe201: kill -TERM 2003",
+				"pe201: wait until pid 2003 exited",
+				"pe201: /bin/sh /run/backbone-run/t/nodes/pe201/ipsec.sh",
+			},
+			converge: []string{"pe201"},
+		},
+		{
+			spec: Spec{Kind: IPsecRekey, A: "pe101", B: "pe201"},
+			inject: []string{
+				"pe101: swanctl --rekey --child gre-pe201",
+				"pe101: swanctl --rekey --ike pe201",
+			},
+			converge: []string{"pe101", "pe201"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.spec.String(), func(t *testing.T) {
+			a, err := Build(tt.spec, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strs(a.Inject); !reflect.DeepEqual(got, tt.inject) {
+				t.Errorf("inject:\n got %q\nwant %q", got, tt.inject)
+			}
+			if got := strs(a.Restore); !reflect.DeepEqual(got, tt.restore) {
+				t.Errorf("restore:\n got %q\nwant %q", got, tt.restore)
+			}
+			if !reflect.DeepEqual(a.Converge, tt.converge) || !reflect.DeepEqual(a.Down, tt.down) {
+				t.Errorf("converge %v down %v, want %v %v", a.Converge, a.Down, tt.converge, tt.down)
+			}
+		})
+	}
+}
+
+// The argv must be exact, not only its display: one argument per vtysh -c.
+func TestBuildArgv(t *testing.T) {
+	a, err := Build(Spec{Kind: LinkShut, A: "pe101", B: "pe201"}, testLab(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"vtysh", "-c", "configure terminal", "-c", "interface gre-pe201", "-c", "shutdown"}
+	if !reflect.DeepEqual(a.Inject[0].Argv, want) {
+		t.Errorf("argv %q, want %q", a.Inject[0].Argv, want)
+	}
+}
+
+// PEs on one underlay LAN are bridged in the underlay node: the cut must
+// drop in the bridge forward hook too.
+func TestUnderlayCutSharedLAN(t *testing.T) {
+	l := testLab(t)
+	pe201 := l.Plan.Router("pe201")
+	pe201.Underlay.IPv6 = netip.MustParsePrefix("2001:db8:101::3/64")
+	a, err := Build(Spec{Kind: UnderlayCut, A: "pe101", B: "pe201"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strs(a.Inject)[0]
+	for _, want := range []string{
+		"add table inet backbone_chaos",
+		"add chain bridge backbone_chaos forward { type filter hook forward priority -10; policy accept; }",
+		"add rule bridge backbone_chaos forward ip6 saddr 2001:db8:101::3 ip6 daddr 2001:db8:101::2 drop",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("inject lacks %q:\n%s", want, got)
+		}
+	}
+	if got := strs(a.Restore); !reflect.DeepEqual(got, []string{"underlay: nft 'delete table inet backbone_chaos; delete table bridge backbone_chaos'"}) {
+		t.Errorf("restore %q", got)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	l := testLab(t)
+	tests := []struct {
+		spec Spec
+		err  string
+	}{
+		{Spec{Kind: LinkShut, A: "pe101", B: "pe202"}, "no link between pe101 and pe202: use one of pe101-pe201, pe101-pe102"},
+		{Spec{Kind: LinkShut, A: "pe999", B: "pe201"}, `no router "pe999"`},
+		{Spec{Kind: UnderlayCut, A: "ce1", B: "pe101"}, "ce1 is a ce, not a backbone router"},
+		{Spec{Kind: NodeFail, Node: "ce1"}, "not a backbone router"},
+		{Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "isisd"}, "pe101 does not run isisd"},
+		{Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "bgpd", Graceful: true}, "only ospfd and ospf6d"},
+	}
+	for _, tt := range tests {
+		if _, err := Build(tt.spec, l); err == nil || !strings.Contains(err.Error(), tt.err) {
+			t.Errorf("%s: err = %v, want %q", tt.spec, err, tt.err)
+		}
+	}
+	l.Daemons = func(string) []lab.DaemonStatus {
+		return []lab.DaemonStatus{{Name: "zebra", PID: 5, Running: true}, {Name: "ospfd", PID: 6}}
+	}
+	if _, err := Build(Spec{Kind: NodeFail, Node: "pe102"}, l); err == nil || !strings.Contains(err.Error(), "ospfd not running before the fault") {
+		t.Errorf("node-fail with a dead daemon: %v", err)
+	}
+}
+
+// fakeRunner records what it is asked and answers from a table.
+type fakeRunner struct {
+	calls   []string
+	answers map[string]string // "node: argv" -> output
+	fail    string            // a call that fails
+}
+
+func (f *fakeRunner) Run(_ context.Context, node string, argv []string) ([]byte, error) {
+	call := Step{Node: node, Argv: argv}.String()
+	f.calls = append(f.calls, call)
+	if call == f.fail {
+		return []byte("boom"), errors.New("exit status 1")
+	}
+	return []byte(f.answers[call]), nil
+}
+
+func (f *fakeRunner) WaitExit(_ context.Context, pids []int) error {
+	f.calls = append(f.calls, fmt.Sprint("wait ", pids))
+	return nil
+}
+
+func TestExecute(t *testing.T) {
+	steps := []Step{
+		{Node: "pe1", Argv: []string{"kill", "-TERM", "7"}},
+		{Node: "pe1", WaitExit: []int{7}},
+		{Node: "pe1", Argv: []string{"vtysh", "-c", "x"}},
+		{Node: "pe1", Argv: []string{"never"}},
+	}
+	f := &fakeRunner{answers: map[string]string{"pe1: vtysh -c x": "% Unknown command: x\n"}}
+	err := Execute(context.Background(), f, steps)
+	if err == nil || !strings.Contains(err.Error(), "vtysh refused a command") {
+		t.Errorf("err = %v, want vtysh refusal", err)
+	}
+	want := []string{"pe1: kill -TERM 7", "wait [7]", "pe1: vtysh -c x"}
+	if !reflect.DeepEqual(f.calls, want) {
+		t.Errorf("calls %q, want %q", f.calls, want)
+	}
+	f = &fakeRunner{fail: "pe1: kill -TERM 7"}
+	if err := Execute(context.Background(), f, steps); err == nil || !strings.Contains(err.Error(), "boom") || len(f.calls) != 1 {
+		t.Errorf("err = %v after %q", err, f.calls)
+	}
+}
+
+const convergedPE101 = `{"neighbors":{"10.10.0.4":[{"nbrState":"Full/-"}],"10.10.0.1":[{"nbrState":"Full/-"}]}}
+{"neighbors":[{"neighborId":"10.10.0.4","state":"Full"},{"neighborId":"10.10.0.1","state":"Full"}]}
+{"neighbors":[{"addressFamily":"ipv6","neighborId":"10.10.0.1","state":"OPERATIONAL"},{"addressFamily":"ipv6","neighborId":"10.10.0.4","state":"OPERATIONAL"}]}
+{"gre-pe102":{"ldpIgpSyncState":"Sync achieved"},"gre-pe201":{"ldpIgpSyncState":"Sync achieved"},"lo":{}}
+{"default":{"ipv4Vpn":{"peers":{"10.10.0.1":{"state":"Established"}}}},"cust-a":{"ipv4Unicast":{"peers":{"172.31.1.2":{"state":"Established"}}}}}
+[{"peer":"10.20.0.238","status":"up"},{"peer":"fe80::1","status":"up"},{"peer":"10.20.0.223","status":"up"},{"peer":"fe80::2","status":"up"}]
+`
+
+func TestConverged(t *testing.T) {
+	p := defaultPlan(t)
+	r := p.Router("pe101")
+	wantArgv := []string{"vtysh", "-c", "show ip ospf neighbor json", "-c", "show ipv6 ospf6 neighbor json",
+		"-c", "show mpls ldp neighbor json", "-c", "show ip ospf mpls ldp-sync json",
+		"-c", "show bgp vrf all summary json", "-c", "show bfd peers json"}
+	if got := ConvergeArgv(p, r); !reflect.DeepEqual(got, wantArgv) {
+		t.Errorf("ConvergeArgv = %q", got)
+	}
+	if why := Converged(p, r, []byte(convergedPE101)); why != "" {
+		t.Errorf("converged output judged %q", why)
+	}
+	broken := strings.NewReplacer(
+		`"10.10.0.1":[{"nbrState":"Full/-"}]`, `"10.10.0.1":[{"nbrState":"Init/-"}]`,
+		`"gre-pe201":{"ldpIgpSyncState":"Sync achieved"}`, `"gre-pe201":{"ldpIgpSyncState":"Sync not achieved"}`,
+		`"172.31.1.2":{"state":"Established"}`, `"172.31.1.2":{"state":"Active"}`,
+		`"peer":"fe80::2","status":"up"`, `"peer":"fe80::2","status":"down"`,
+	).Replace(convergedPE101)
+	want := "OSPFv2 1/2 full, LDP-IGP sync pending on gre-pe201, BGP 1/2 established, BFD 3/4 up"
+	if why := Converged(p, r, []byte(broken)); why != want {
+		t.Errorf("broken output judged\n %q\nwant\n %q", why, want)
+	}
+	if why := Converged(p, r, []byte("ospfd is not running\n")); !strings.Contains(why, "not JSON") {
+		t.Errorf("daemon down judged %q", why)
+	}
+}
+
+func TestAttribute(t *testing.T) {
+	s := probe.Summary{Name: "x", Sent: 100, Lost: 9, Gaps: []probe.Gap{
+		{FirstSeq: 1, LastSeq: 1, Lost: 1, Start: 1 * time.Millisecond, End: 2 * time.Millisecond},
+		{FirstSeq: 20, LastSeq: 24, Lost: 5, Start: 20 * time.Millisecond, End: 25 * time.Millisecond},
+		// Starts before restore, ends after: all of it is the fault's.
+		{FirstSeq: 48, LastSeq: 49, Lost: 2, Start: 48 * time.Millisecond, End: 51 * time.Millisecond},
+		{FirstSeq: 70, LastSeq: 70, Lost: 1, Start: 70 * time.Millisecond, End: 71 * time.Millisecond, Open: true},
+	}}
+	r := Attribute(s, 10*time.Millisecond, 50*time.Millisecond)
+	if r.Baseline != (Loss{MS: 1, Lost: 1, Gaps: 1, Longest: 1}) ||
+		r.Fault != (Loss{MS: 8, Lost: 7, Gaps: 2, Longest: 5}) ||
+		r.Recovery != (Loss{MS: 1, Lost: 1, Gaps: 1, Longest: 1}) || !r.Open {
+		t.Errorf("got %+v", r)
+	}
+	phases := []string{}
+	for _, g := range r.Gaps {
+		phases = append(phases, g.Phase)
+	}
+	if want := []string{"baseline", "fault", "fault", "recovery"}; !reflect.DeepEqual(phases, want) {
+		t.Errorf("phases %v, want %v", phases, want)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	run := func(site, lo, down float64, recovered bool) *Result {
+		return &Result{Scenario: "s", Recovered: recovered, Streams: []StreamResult{
+			{Name: "ce1>ce2 ipv4", Site: true, Fault: Loss{MS: site, Lost: int(site)}},
+			{Name: "pe1>pe2 ipv4", Fault: Loss{MS: lo}, Recovery: Loss{MS: 2 * lo}},
+			{Name: "pe1>pe3 ipv4", Down: true, Fault: Loss{MS: down}},
+		}}
+	}
+	a := Summarize([]*Result{run(100, 10, 5000, true), run(300, 30, 5000, true), run(200, 500, 6000, false), run(400, 20, 5000, true)})
+	if a.Runs != 4 || a.NotRecovered != 1 {
+		t.Errorf("runs %d not recovered %d", a.Runs, a.NotRecovered)
+	}
+	if got := a.Streams[0].FaultMS; got != (Stat{Median: 250, Max: 400}) {
+		t.Errorf("site fault %+v", got)
+	}
+	if got := a.Streams[0].FaultLost; got != (Stat{Median: 250, Max: 400}) {
+		t.Errorf("site lost %+v", got)
+	}
+	if got := a.Streams[1].RecoveryMS; got != (Stat{Median: 50, Max: 1000}) {
+		t.Errorf("loopback recovery %+v", got)
+	}
+	if got := a.Sites.FaultMS; got != (Stat{Median: 250, Max: 400}) {
+		t.Errorf("worst site %+v", got)
+	}
+	// The stream to the downed router does not count in the worst-of.
+	if got := a.All.FaultMS; got != (Stat{Median: 350, Max: 500}) {
+		t.Errorf("worst stream %+v", got)
+	}
+	if got := statOf([]float64{3, 1, 2}); got != (Stat{Median: 2, Max: 3}) {
+		t.Errorf("odd median %+v", got)
+	}
+}
+
+func TestLoopbackStreams(t *testing.T) {
+	p := defaultPlan(t)
+	st := LoopbackStreams(lab.PathsFor("t"), p, time.Millisecond)
+	if len(st) != 24 { // 4 PEs: 12 ordered pairs, 2 families
+		t.Fatalf("%d streams, want 24", len(st))
+	}
+	if s := st[0]; s.Name != "pe101>pe201 ipv4" || s.From.NS != "bb-t-pe101" || s.To.Addr.String() != "10.10.0.1" || s.Interval != time.Millisecond {
+		t.Errorf("first stream %+v", s)
+	}
+	if n := len(Streams(lab.PathsFor("t"), p, time.Millisecond)); n != 28 {
+		t.Errorf("%d streams in all, want 28 (4 site streams first)", n)
+	}
+}

@@ -1,0 +1,282 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/probe"
+)
+
+// Options of a chaos run.
+type Options struct {
+	Spec   Spec
+	Lab    Lab
+	Paths  lab.Paths
+	Runner Runner
+	Opener probe.Opener
+	// Interval between probes of a stream (default 1 ms).
+	Interval time.Duration
+	// Baseline is how long probes run before the fault (default 2 s).
+	Baseline time.Duration
+	// Hold is how long the fault lasts before restore (default 10 s).
+	Hold time.Duration
+	// Settle is how long every stream must flow without a gap, after the
+	// control plane converged, before recovery is declared (default 3 s).
+	Settle time.Duration
+	// RecoverTimeout bounds the wait for recovery after restore, and for
+	// a converged lab before the run (default 60 s).
+	RecoverTimeout time.Duration
+	// Mode is recorded in the result ("vm" or "native").
+	Mode     string
+	Progress func(format string, args ...any)
+}
+
+func (o *Options) defaults() {
+	if o.Interval <= 0 {
+		o.Interval = time.Millisecond
+	}
+	if o.Baseline <= 0 {
+		o.Baseline = 2 * time.Second
+	}
+	if o.Hold < 0 {
+		o.Hold = 0
+	}
+	if o.Settle <= 0 {
+		o.Settle = 3 * time.Second
+	}
+	if o.RecoverTimeout <= 0 {
+		o.RecoverTimeout = 60 * time.Second
+	}
+	if o.Opener == nil {
+		o.Opener = lab.Opener
+	}
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
+	}
+}
+
+// stale is how long a stream may go without an arrival and still count
+// as flowing (probes in flight under emulation take a while).
+func (o *Options) stale() time.Duration { return max(300*time.Millisecond, 20*o.Interval) }
+
+// Run carries out one run of a scenario under probe traffic: wait for a
+// converged lab, start probes, baseline, inject, hold, restore, wait for
+// recovery, stop probes, attribute every gap. run is the 1-based repeat.
+func Run(ctx context.Context, o Options, run int) (*Result, error) {
+	o.defaults()
+	acts, err := Build(o.Spec, o.Lab)
+	if err != nil {
+		return nil, err
+	}
+	pl := o.Lab.Plan
+	var pes []string
+	for _, r := range pl.PEs() {
+		pes = append(pes, r.Name)
+	}
+	if len(pes) == 0 {
+		return nil, fmt.Errorf("plan %q has no PE: nothing to probe", pl.Name)
+	}
+	o.Progress("run %d: waiting for a converged backbone (%s)", run, strings.Join(pes, ", "))
+	if _, why := waitConverged(ctx, o, pes, time.Now().Add(o.RecoverTimeout)); why != "" {
+		return nil, fmt.Errorf("the lab is not converged before the fault (%s) after %s: check `backbone verify`, or rebuild the lab", why, o.RecoverTimeout)
+	}
+	streams := Streams(o.Paths, pl, o.Interval)
+	nSites := len(lab.SiteStreams(o.Paths, pl, o.Interval))
+	sess, err := probe.Start(ctx, o.Opener, streams)
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			sess.Stop()
+		}
+	}()
+	o.Progress("run %d: %d probe streams every %s; waiting until all flow", run, len(streams), o.Interval)
+	if err := waitFlowing(ctx, o, sess, streams, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("before the fault: %w", err)
+	}
+	sleep(ctx, o.Baseline)
+
+	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Mode: o.Mode, Interval: ms(o.Interval), Actions: acts}
+	inject := sess.Now()
+	o.Progress("run %d: inject %s", run, o.Spec)
+	if err := Execute(ctx, o.Runner, acts.Inject); err != nil {
+		// Put back what can be put back before reporting.
+		rerr := Execute(context.WithoutCancel(ctx), o.Runner, acts.Restore)
+		return nil, errors.Join(fmt.Errorf("inject %s: %w", o.Spec, err), wrapRestore(rerr))
+	}
+	injectDone := sess.Now()
+	sleep(ctx, inject+o.Hold-sess.Now())
+	restore := sess.Now()
+	if len(acts.Restore) > 0 {
+		o.Progress("run %d: restore after %s", run, (restore - inject).Round(time.Millisecond))
+	}
+	if err := Execute(context.WithoutCancel(ctx), o.Runner, acts.Restore); err != nil {
+		return nil, wrapRestore(err)
+	}
+	restoreDone := sess.Now()
+	o.Progress("run %d: waiting for recovery: %s converged, every stream flowing, then %s without loss", run, strings.Join(acts.Converge, " and "), o.Settle)
+	conv, note := waitRecovery(ctx, o, sess, streams, acts, restoreDone)
+	res.Converged = ms(conv)
+	recs := sess.StopWithin(o.stale())
+	stopped = true
+	res.Inject, res.InjectDone, res.Restore, res.RestoreDone = ms(inject), ms(injectDone), ms(restore), ms(restoreDone)
+	var achieved []float64
+	for i, rec := range recs {
+		sum := probe.Analyze(rec, o.stale()/2)
+		sr := Attribute(sum, inject, restore)
+		sr.Site = i < nSites
+		for _, d := range acts.Down {
+			if rec.Stream.From.NS == o.Paths.Netns(d) || rec.Stream.To.NS == o.Paths.Netns(d) {
+				sr.Down = true
+			}
+		}
+		res.Streams = append(res.Streams, sr)
+		if n := len(rec.Sent); n > 0 {
+			res.End = max(res.End, ms(rec.Sent[n-1]))
+		}
+		if n := len(rec.Sent); n > 1 {
+			achieved = append(achieved, float64(rec.Sent[n-1]-rec.Sent[0])/float64(n-1)/float64(time.Millisecond))
+		}
+	}
+	res.Achieved = round3(statOf(achieved).Median)
+	if conv < 0 {
+		res.Converged = 0
+	}
+	res.Recovered = note == ""
+	res.Note = note
+	for _, s := range res.Streams {
+		if s.Open {
+			res.Recovered = false
+			if res.Note == "" {
+				res.Note = "stream " + s.Name + " never came back"
+			}
+		}
+	}
+	return res, nil
+}
+
+func wrapRestore(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("restore failed, the lab may be left broken (rebuild it: `backbone lab down` then `lab up`): %w", err)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// waitConverged polls the routers until each one's control plane is whole
+// or the deadline passes; it returns when and what is still missing.
+func waitConverged(ctx context.Context, o Options, nodes []string, deadline time.Time) (time.Time, string) {
+	pending := slices.Clone(nodes)
+	why := ""
+	for {
+		var still []string
+		var reasons []string
+		for _, n := range pending {
+			if w := checkConverged(ctx, o.Runner, o.Lab.Plan, n); w != "" {
+				still = append(still, n)
+				reasons = append(reasons, n+": "+w)
+			}
+		}
+		pending, why = still, strings.Join(reasons, "; ")
+		if len(pending) == 0 {
+			return time.Now(), ""
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return time.Now(), why
+		}
+		sleep(ctx, 500*time.Millisecond)
+	}
+}
+
+// notFlowing lists the streams without a recent arrival.
+func notFlowing(o Options, sess *probe.Session, streams []probe.Stream) []string {
+	now := sess.Now()
+	var out []string
+	for i, st := range sess.State() {
+		if st.LastArrival == 0 || now-st.LastArrival > o.stale() {
+			out = append(out, streams[i].Name)
+		}
+	}
+	return out
+}
+
+func waitFlowing(ctx context.Context, o Options, sess *probe.Session, streams []probe.Stream, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		nf := notFlowing(o, sess, streams)
+		if len(nf) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("no probes arrive on %s after %s: the lab does not forward (run `backbone verify`)", strings.Join(nf, ", "), timeout)
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}
+
+// waitRecovery waits until the routers of the scenario converged, every
+// stream flows, and no stream lost anything for o.Settle after both. It
+// returns the convergence time and, on timeout, what is still broken.
+func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams []probe.Stream, acts *Actions, since time.Duration) (time.Duration, string) {
+	deadline := since + o.RecoverTimeout
+	conv := time.Duration(-1)
+	pending := slices.Clone(acts.Converge)
+	why := ""
+	var nextCheck time.Duration
+	for {
+		now := sess.Now()
+		if conv < 0 && now >= nextCheck {
+			var still, reasons []string
+			for _, n := range pending {
+				if w := checkConverged(ctx, o.Runner, o.Lab.Plan, n); w != "" {
+					still = append(still, n)
+					reasons = append(reasons, n+": "+w)
+				}
+			}
+			pending, why = still, strings.Join(reasons, "; ")
+			now = sess.Now()
+			if len(pending) == 0 {
+				conv = now
+			}
+			nextCheck = now + 500*time.Millisecond
+		}
+		nf := notFlowing(o, sess, streams)
+		quietFrom := max(since, conv)
+		for _, st := range sess.State() {
+			quietFrom = max(quietFrom, st.LastResume)
+		}
+		if conv >= 0 && len(nf) == 0 && now-quietFrom >= o.Settle {
+			return conv, ""
+		}
+		if now > deadline || ctx.Err() != nil {
+			var broken []string
+			if why != "" {
+				broken = append(broken, "not converged: "+why)
+			}
+			if len(nf) > 0 {
+				broken = append(broken, "no traffic on "+strings.Join(nf, ", "))
+			}
+			if len(broken) == 0 {
+				broken = append(broken, fmt.Sprintf("loss kept recurring (last gap ended %.1fs after restore)", (quietFrom-since).Seconds()))
+			}
+			return conv, fmt.Sprintf("not recovered %s after restore: %s", o.RecoverTimeout, strings.Join(broken, "; "))
+		}
+		sleep(ctx, 100*time.Millisecond)
+	}
+}

@@ -1,0 +1,121 @@
+// Package chaos injects failures into a running lab under probe traffic
+// and measures the blackholes: every gap of every probe stream, attributed
+// to the fault (between inject and restore) or to the recovery (after
+// restore). Scenarios are built as exact command lines run inside lab
+// nodes through a Runner, so that tests can check them without a lab.
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Scenario kinds.
+const (
+	LinkShut      = "link-shut"
+	UnderlayCut   = "underlay-cut"
+	NodeFail      = "node-fail"
+	DaemonRestart = "daemon-restart"
+	IPsecRekey    = "ipsec-rekey"
+)
+
+// Kinds returns the scenario kinds.
+func Kinds() []string { return []string{LinkShut, UnderlayCut, NodeFail, DaemonRestart, IPsecRekey} }
+
+// Restartable returns the daemons daemon-restart knows how to restart.
+func Restartable() []string {
+	return []string{"zebra", "staticd", "bfdd", "ospfd", "ospf6d", "ldpd", "bgpd", "charon"}
+}
+
+// Defaults when a scenario is given without a target: the link between the
+// two site PEs (the ring keeps an alternate path), a PE that has no site
+// (sites survive its death), and a site PE for daemon restarts.
+const (
+	DefaultLink          = "pe101-pe201"
+	DefaultNode          = "pe102"
+	DefaultRestartNode   = "pe101"
+	DefaultRestartDaemon = "ospfd"
+)
+
+// Spec is a parsed scenario.
+type Spec struct {
+	Kind string `json:"kind"`
+	// A and B are the ends of the link (link-shut, underlay-cut,
+	// ipsec-rekey); the fault is injected on A.
+	A string `json:"a,omitempty"`
+	B string `json:"b,omitempty"`
+	// Node is the target of node-fail and daemon-restart.
+	Node   string `json:"node,omitempty"`
+	Daemon string `json:"daemon,omitempty"`
+	// Graceful makes daemon-restart of ospfd/ospf6d a planned graceful
+	// restart (RFC 3623/5187): FRR's "graceful-restart prepare" first.
+	// It only helps when the routers' config enables graceful restart.
+	Graceful bool `json:"graceful,omitempty"`
+}
+
+func (s Spec) String() string {
+	switch s.Kind {
+	case NodeFail:
+		return s.Kind + " " + s.Node
+	case DaemonRestart:
+		if s.Graceful {
+			return s.Kind + " " + s.Node + " " + s.Daemon + " (graceful)"
+		}
+		return s.Kind + " " + s.Node + " " + s.Daemon
+	default:
+		return s.Kind + " " + s.A + "-" + s.B
+	}
+}
+
+// ParseSpec parses "KIND [TARGET...]".
+func ParseSpec(kind string, args []string) (Spec, error) {
+	s := Spec{Kind: kind}
+	switch kind {
+	case LinkShut, UnderlayCut, IPsecRekey:
+		link := DefaultLink
+		switch len(args) {
+		case 0:
+		case 1:
+			link = args[0]
+		default:
+			return s, fmt.Errorf("%s takes one link A-B (e.g. %s), got %q", kind, DefaultLink, strings.Join(args, " "))
+		}
+		a, b, ok := strings.Cut(link, "-")
+		if !ok || a == "" || b == "" || strings.Contains(b, "-") {
+			return s, fmt.Errorf("%s: link %q is not ROUTER-ROUTER (e.g. %s)", kind, link, DefaultLink)
+		}
+		s.A, s.B = a, b
+	case NodeFail:
+		s.Node = DefaultNode
+		switch len(args) {
+		case 0:
+		case 1:
+			s.Node = args[0]
+		default:
+			return s, fmt.Errorf("%s takes one router (e.g. %s), got %q", kind, DefaultNode, strings.Join(args, " "))
+		}
+	case DaemonRestart:
+		s.Node, s.Daemon = DefaultRestartNode, DefaultRestartDaemon
+		switch len(args) {
+		case 0:
+		case 1:
+			// One argument: a daemon (on the default node) or a node.
+			if slices.Contains(Restartable(), args[0]) {
+				s.Daemon = args[0]
+			} else {
+				s.Node = args[0]
+			}
+		case 2:
+			s.Node, s.Daemon = args[0], args[1]
+		default:
+			return s, fmt.Errorf("%s takes ROUTER DAEMON (e.g. %s %s), got %q", kind, DefaultRestartNode, DefaultRestartDaemon, strings.Join(args, " "))
+		}
+		if !slices.Contains(Restartable(), s.Daemon) {
+			return s, fmt.Errorf("%s: unknown daemon %q: use one of %s", kind, s.Daemon, strings.Join(Restartable(), ", "))
+		}
+	default:
+		return s, fmt.Errorf("unknown scenario %q: use one of %s", kind, strings.Join(Kinds(), ", "))
+	}
+	return s, nil
+}

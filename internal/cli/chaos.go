@@ -1,0 +1,371 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/backbone-net/backbone/internal/chaos"
+	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/svgtimeline"
+)
+
+// chaosReport is what `backbone chaos --json` prints: every run, and the
+// median and maximum over runs.
+type chaosReport struct {
+	Scenario string           `json:"scenario"`
+	Lab      string           `json:"lab"`
+	Mode     string           `json:"mode"`
+	Runs     []*chaos.Result  `json:"runs"`
+	Summary  *chaos.Aggregate `json:"summary"`
+	// Error is set when a run failed before it could be measured (the
+	// runs before it are reported).
+	Error string `json:"error,omitempty"`
+}
+
+type chaosFlags struct {
+	name           string
+	asJSON         bool
+	repeat         int
+	hold           time.Duration
+	interval       time.Duration
+	baseline       time.Duration
+	settle         time.Duration
+	recoverTimeout time.Duration
+	svg            string
+	graceful       bool
+}
+
+func newChaosCmd(e *env) *cobra.Command {
+	var f chaosFlags
+	cmd := &cobra.Command{
+		Use:   "chaos SCENARIO [TARGET...]",
+		Short: "Inject a failure into a running lab under 1 ms probe traffic and measure every blackhole",
+		Long: `chaos runs probe streams (sequence-numbered UDP, both directions, IPv4 and
+IPv6) between every pair of sites of a VRF and between every pair of PE
+loopbacks, waits a baseline, injects a fault, holds it, restores, waits until
+the control plane converged and every stream flowed for a while, and reports
+each stream's loss (duration in ms and probes lost), split into fault (gaps
+that start between inject and restore) and recovery (gaps after restore).
+
+Scenarios (the fault is injected on the first router of a link):
+  link-shut A-B            FRR "shutdown" on A's tunnel to B; restore "no shutdown"
+                           (default pe101-pe201)
+  underlay-cut A-B         nftables in the underlay drops all A<->B underlay traffic,
+                           every interface stays up; restore deletes the table
+  node-fail N              SIGKILL N's FRR daemons and charon, its underlay link
+                           down; restore: link up, daemons restarted (default pe102)
+  daemon-restart N DAEMON  SIGTERM one daemon (bgpd ldpd ospfd ospf6d bfdd zebra
+                           staticd charon) and start it again at once, config
+                           re-applied; --hold only observes (default pe101 ospfd)
+  ipsec-rekey A-B          swanctl --rekey of A's CHILD_SA and IKE_SA to B under
+                           traffic; --hold only observes
+
+Exit status 1 when a run did not recover (a stream never came back, or the
+control plane did not converge within --recover-timeout).`,
+		Example: `  backbone chaos link-shut pe101-pe201 --name chaos --hold 5s
+  backbone chaos node-fail pe102 --repeat 5 --json
+  backbone chaos daemon-restart pe101 ldpd --svg /tmp/ldpd.svg`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := chaos.ParseSpec(args[0], args[1:])
+			if err != nil {
+				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: %w", err)}
+			}
+			if f.graceful && spec.Kind != chaos.DaemonRestart {
+				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --graceful is for daemon-restart only")}
+			}
+			spec.Graceful = f.graceful
+			if f.repeat < 1 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --repeat %d: use 1 or more", f.repeat)}
+			}
+			if f.interval < 100*time.Microsecond {
+				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --interval %s is too short: use 100µs or more", f.interval)}
+			}
+			ctx := cmd.Context()
+			paths := lab.PathsFor(f.name)
+			var rep *chaosReport
+			switch labMode(paths) {
+			case "":
+				return fmt.Errorf("chaos: lab %q is not up: run `backbone lab up` first (or pass --name)", f.name)
+			case lab.ModeVM:
+				rep, err = chaosInVM(ctx, e, paths, spec, f)
+			default:
+				rep, err = chaosNative(ctx, e, paths, spec, f)
+			}
+			if rep == nil {
+				return err
+			}
+			if f.svg != "" {
+				files, serr := writeChaosSVG(f.svg, rep)
+				if serr != nil {
+					return serr
+				}
+				fmt.Fprintf(e.stderr, "chaos: timeline written to %s\n", strings.Join(files, ", "))
+			}
+			if f.asJSON {
+				if werr := writeJSON(e.stdout, rep); werr != nil {
+					return werr
+				}
+			} else {
+				printChaos(e.stdout, rep)
+			}
+			if err != nil {
+				return err
+			}
+			if rep.Summary.NotRecovered > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("chaos %s: %d of %d run(s) did not recover", rep.Scenario, rep.Summary.NotRecovered, len(rep.Runs))}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&f.name, "name", "default", "lab name")
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().IntVar(&f.repeat, "repeat", 1, "run the scenario N times; the report adds median and max per stream")
+	cmd.Flags().DurationVar(&f.hold, "hold", 10*time.Second, "how long the fault lasts before restore")
+	cmd.Flags().DurationVar(&f.interval, "interval", time.Millisecond, "probe interval per stream")
+	cmd.Flags().DurationVar(&f.baseline, "baseline", 2*time.Second, "probing before the fault")
+	cmd.Flags().DurationVar(&f.settle, "settle", 3*time.Second, "loss-free time after convergence that ends a run")
+	cmd.Flags().DurationVar(&f.recoverTimeout, "recover-timeout", 60*time.Second, "longest wait for recovery after restore")
+	cmd.Flags().BoolVar(&f.graceful, "graceful", false, "daemon-restart of ospfd/ospf6d: planned graceful restart (graceful-restart prepare first; needs graceful-restart in the config)")
+	cmd.Flags().StringVar(&f.svg, "svg", "", "write an SVG timeline to FILE (with --repeat: FILE-1.svg, FILE-2.svg, ...)")
+	return cmd
+}
+
+// targetArgs are the scenario's arguments in canonical form.
+func targetArgs(s chaos.Spec) []string {
+	switch s.Kind {
+	case chaos.NodeFail:
+		return []string{s.Node}
+	case chaos.DaemonRestart:
+		return []string{s.Node, s.Daemon}
+	default:
+		return []string{s.A + "-" + s.B}
+	}
+}
+
+// chaosInVM runs the scenario inside the lab's VM (where the routers are)
+// and reads back its JSON report: the host writes the SVG and the table.
+func chaosInVM(ctx context.Context, e *env, paths lab.Paths, spec chaos.Spec, f chaosFlags) (*chaosReport, error) {
+	args := append([]string{"chaos", spec.Kind}, targetArgs(spec)...)
+	args = append(args, "--name", f.name, "--json", "--repeat", strconv.Itoa(f.repeat),
+		"--hold", f.hold.String(), "--interval", f.interval.String(), "--baseline", f.baseline.String(),
+		"--settle", f.settle.String(), "--recover-timeout", f.recoverTimeout.String())
+	if spec.Graceful {
+		args = append(args, "--graceful")
+	}
+	var out bytes.Buffer
+	guest := *e
+	guest.args, guest.stdout = args, &out
+	ferr := forward(ctx, &guest, paths)
+	var rep chaosReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Summary == nil {
+		if ferr != nil {
+			var ee *ExitError
+			if errors.As(ferr, &ee) && ee.Err == nil {
+				return nil, &ExitError{Code: ee.Code, Err: errors.New("chaos failed inside the VM (see above)")}
+			}
+			return nil, ferr
+		}
+		return nil, fmt.Errorf("chaos: the VM returned no report (%v): %q", err, firstLines(out.String(), 3))
+	}
+	if rep.Error != "" {
+		return &rep, errors.New(rep.Error)
+	}
+	// The guest exits 1 when a run did not recover; the report says so.
+	var ee *ExitError
+	if ferr != nil && !(errors.As(ferr, &ee) && ee.Code == 1) {
+		return &rep, ferr
+	}
+	return &rep, nil
+}
+
+func firstLines(s string, n int) string {
+	lines := strings.SplitN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// chaosNative runs the scenario on this kernel (natively, or as the VM
+// guest side).
+func chaosNative(ctx context.Context, e *env, paths lab.Paths, spec chaos.Spec, f chaosFlags) (*chaosReport, error) {
+	st, err := lab.ReadState(paths)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := lab.LoadConfig(paths.ConfigDir())
+	if err != nil {
+		return nil, fmt.Errorf("chaos: %w (is lab %q up? run `backbone lab up`)", err, f.name)
+	}
+	runner, err := chaos.NewNodeRunner(paths.Name)
+	if err != nil {
+		return nil, err
+	}
+	progress := progressTo(e.stderr)
+	o := chaos.Options{
+		Spec: spec,
+		Lab: chaos.Lab{
+			Plan: cfg.Plan, Hosts: cfg.Hosts,
+			Daemons:      func(node string) []lab.DaemonStatus { return lab.NodeDaemons(paths, cfg, node) },
+			StartScripts: func(node string) []string { return lab.NodeStartScripts(paths, node) },
+		},
+		Paths: paths, Runner: runner, Opener: lab.Opener,
+		Interval: f.interval, Baseline: f.baseline, Hold: f.hold, Settle: f.settle, RecoverTimeout: f.recoverTimeout,
+		Mode: st.Mode, Progress: progress,
+	}
+	rep := &chaosReport{Scenario: spec.String(), Lab: paths.Name, Mode: st.Mode}
+	for i := 1; i <= f.repeat; i++ {
+		res, err := chaos.Run(ctx, o, i)
+		if err != nil {
+			if len(rep.Runs) == 0 {
+				return nil, fmt.Errorf("chaos %s: %w", spec, err)
+			}
+			rep.Summary = chaos.Summarize(rep.Runs)
+			rep.Error = fmt.Sprintf("chaos %s, run %d: %v", spec, i, err)
+			return rep, errors.New(rep.Error)
+		}
+		progress("run %d: %s", i, runLine(res))
+		rep.Runs = append(rep.Runs, res)
+	}
+	rep.Summary = chaos.Summarize(rep.Runs)
+	return rep, nil
+}
+
+// runLine is a one-line summary of a run.
+func runLine(r *chaos.Result) string {
+	var ws, wa chaos.Loss
+	for _, s := range r.Streams {
+		if s.Down {
+			continue
+		}
+		if s.Site && s.Fault.MS+s.Recovery.MS > ws.MS {
+			ws = chaos.Loss{MS: s.Fault.MS + s.Recovery.MS, Lost: s.Fault.Lost + s.Recovery.Lost}
+		}
+		if s.Fault.MS+s.Recovery.MS > wa.MS {
+			wa = chaos.Loss{MS: s.Fault.MS + s.Recovery.MS, Lost: s.Fault.Lost + s.Recovery.Lost}
+		}
+	}
+	state := "recovered"
+	if !r.Recovered {
+		state = "NOT RECOVERED: " + r.Note
+	}
+	return fmt.Sprintf("worst site stream lost %.1f ms (%d probes), worst stream %.1f ms; %s", ws.MS, ws.Lost, wa.MS, state)
+}
+
+func printChaos(w io.Writer, rep *chaosReport) {
+	for _, r := range rep.Runs {
+		fmt.Fprintf(w, "chaos %s, run %d/%d (lab %q, %s mode, probes every %gms, achieved %.1fms)\n", rep.Scenario, r.Run, len(rep.Runs), rep.Lab, rep.Mode, r.Interval, r.Achieved)
+		fmt.Fprintf(w, "  inject at %.2fs (done %.2fs), restore at %.2fs (done %.2fs), ", r.Inject/1000, r.InjectDone/1000, r.Restore/1000, r.RestoreDone/1000)
+		if r.Recovered {
+			fmt.Fprintf(w, "converged at %.2fs, recovered\n", r.Converged/1000)
+		} else {
+			fmt.Fprintf(w, "NOT RECOVERED: %s\n", r.Note)
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "STREAM\tFAULT ms\tLOST\tRECOVERY ms\tLOST\tBASELINE ms\tDUP\tREORD\tNOTE\t")
+		for _, s := range r.Streams {
+			fmt.Fprintf(tw, "%s\t%.1f\t%d\t%.1f\t%d\t%.1f\t%d\t%d\t%s\t\n", s.Name, s.Fault.MS, s.Fault.Lost, s.Recovery.MS, s.Recovery.Lost, s.Baseline.MS, s.Duplicates, s.Reordered, streamNote(s.Down, s.Open))
+		}
+		tw.Flush()
+		fmt.Fprintln(w)
+	}
+	a := rep.Summary
+	if a == nil || len(rep.Runs) < 2 {
+		return
+	}
+	fmt.Fprintf(w, "chaos %s: %d runs, median / max per stream (%s mode)\n", rep.Scenario, a.Runs, rep.Mode)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "STREAM\tFAULT ms med\tmax\tLOST med\tmax\tRECOVERY ms med\tmax\tLOST med\tmax\tNOTE\t")
+	row := func(s chaos.StreamAggregate) {
+		note := streamNote(s.Down, false)
+		if s.OpenRuns > 0 {
+			note = fmt.Sprintf("never came back in %d run(s)", s.OpenRuns)
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.0f\t%.0f\t%.1f\t%.1f\t%.0f\t%.0f\t%s\t\n", s.Name,
+			s.FaultMS.Median, s.FaultMS.Max, s.FaultLost.Median, s.FaultLost.Max,
+			s.RecoveryMS.Median, s.RecoveryMS.Max, s.RecoveryLost.Median, s.RecoveryLost.Max, note)
+	}
+	for _, s := range a.Streams {
+		row(s)
+	}
+	row(a.Sites)
+	row(a.All)
+	tw.Flush()
+	if a.NotRecovered > 0 {
+		fmt.Fprintf(w, "%d of %d runs did not recover\n", a.NotRecovered, a.Runs)
+	}
+}
+
+func streamNote(down, open bool) string {
+	switch {
+	case open:
+		return "NEVER CAME BACK"
+	case down:
+		return "endpoint taken down"
+	}
+	return ""
+}
+
+// writeChaosSVG writes one timeline per run.
+func writeChaosSVG(path string, rep *chaosReport) ([]string, error) {
+	var files []string
+	for _, r := range rep.Runs {
+		file := path
+		if len(rep.Runs) > 1 {
+			ext := filepath.Ext(path)
+			file = strings.TrimSuffix(path, ext) + "-" + strconv.Itoa(r.Run) + ext
+		}
+		var b bytes.Buffer
+		if err := svgtimeline.Render(&b, chaosChart(rep, r)); err != nil {
+			return files, err
+		}
+		if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+			return files, fmt.Errorf("chaos --svg: %w", err)
+		}
+		files = append(files, file)
+	}
+	return files, nil
+}
+
+func chaosChart(rep *chaosReport, r *chaos.Result) svgtimeline.Chart {
+	c := svgtimeline.Chart{
+		Title:    fmt.Sprintf("backbone chaos %s (run %d/%d)", rep.Scenario, r.Run, len(rep.Runs)),
+		Subtitle: fmt.Sprintf("lab %q, %s mode; one row per probe stream, probes every %gms (achieved %.1fms); shaded: inject/restore commands running", rep.Lab, rep.Mode, r.Interval, r.Achieved),
+		Start:    0,
+		End:      r.End / 1000,
+		Markers: []svgtimeline.Marker{
+			{At: r.Inject / 1000, Until: r.InjectDone / 1000, Label: "inject", Color: "#ff7f0e"},
+			{At: r.Restore / 1000, Until: r.RestoreDone / 1000, Label: "restore", Color: "#2ca02c"},
+		},
+	}
+	if r.Recovered && r.Converged > 0 {
+		c.Markers = append(c.Markers, svgtimeline.Marker{At: r.Converged / 1000, Label: "converged", Color: "#1f77b4"})
+	}
+	for _, s := range r.Streams {
+		row := svgtimeline.Row{Label: s.Name, Muted: s.Down}
+		if s.Down {
+			row.Label += " (down)"
+		}
+		for _, g := range s.Gaps {
+			row.Spans = append(row.Spans, svgtimeline.Span{
+				Start: g.Start / 1000, End: g.End / 1000, Open: g.Open,
+				Title: fmt.Sprintf("%s: %s loss %.1f ms, %d probes, from %.3fs", s.Name, g.Phase, g.End-g.Start, g.Lost, g.Start/1000),
+			})
+		}
+		c.Rows = append(c.Rows, row)
+	}
+	return c
+}

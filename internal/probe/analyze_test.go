@@ -1,0 +1,179 @@
+package probe
+
+import (
+	"net/netip"
+	"reflect"
+	"testing"
+	"time"
+)
+
+const ms = time.Millisecond
+
+// record builds a synthetic record of n probes sent every millisecond;
+// arrivals lists sequence numbers in arrival order.
+func record(n int, arrivals ...uint64) Record {
+	r := Record{Stream: Stream{Name: "s", Interval: ms}}
+	for i := 0; i < n; i++ {
+		r.Sent = append(r.Sent, time.Duration(i)*ms)
+	}
+	for _, seq := range arrivals {
+		r.Received = append(r.Received, Arrival{Seq: seq, SentAt: time.Duration(seq) * ms, RecvAt: time.Duration(seq)*ms + 300*time.Microsecond})
+	}
+	return r
+}
+
+func seqs(from, to uint64) []uint64 { // inclusive
+	var out []uint64
+	for s := from; s <= to; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+func cat(parts ...[]uint64) []uint64 {
+	var out []uint64
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func TestAnalyze(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  Record
+		want Summary
+	}{
+		{
+			name: "no loss",
+			rec:  record(10, seqs(0, 9)...),
+			want: Summary{Name: "s", Sent: 10, Received: 10},
+		},
+		{
+			name: "gap at start",
+			rec:  record(10, seqs(3, 9)...),
+			want: Summary{Name: "s", Sent: 10, Received: 7, Lost: 3,
+				Gaps: []Gap{{FirstSeq: 0, LastSeq: 2, Lost: 3, Start: 0, End: 3 * ms}}},
+		},
+		{
+			name: "gap in the middle",
+			rec:  record(10, cat(seqs(0, 3), seqs(7, 9))...),
+			want: Summary{Name: "s", Sent: 10, Received: 7, Lost: 3,
+				Gaps: []Gap{{FirstSeq: 4, LastSeq: 6, Lost: 3, Start: 4 * ms, End: 7 * ms}}},
+		},
+		{
+			name: "two gaps, one probe each",
+			rec:  record(10, cat(seqs(0, 1), seqs(3, 5), seqs(7, 9))...),
+			want: Summary{Name: "s", Sent: 10, Received: 8, Lost: 2,
+				Gaps: []Gap{{FirstSeq: 2, LastSeq: 2, Lost: 1, Start: 2 * ms, End: 3 * ms}, {FirstSeq: 6, LastSeq: 6, Lost: 1, Start: 6 * ms, End: 7 * ms}}},
+		},
+		{
+			name: "open gap at the end, beyond the grace",
+			rec:  record(100, seqs(0, 49)...),
+			want: Summary{Name: "s", Sent: 100, Received: 50, Lost: 45, InFlight: 5,
+				Gaps: []Gap{{FirstSeq: 50, LastSeq: 94, Lost: 45, Start: 50 * ms, End: 100 * ms, Open: true}}},
+		},
+		{
+			name: "in-flight tail within the grace is not loss",
+			rec:  record(100, seqs(0, 96)...),
+			want: Summary{Name: "s", Sent: 100, Received: 97, InFlight: 3},
+		},
+		{
+			name: "a loss just before an arrived last probe is a closed gap",
+			rec:  record(100, cat(seqs(0, 96), []uint64{99})...),
+			want: Summary{Name: "s", Sent: 100, Received: 98, Lost: 2,
+				Gaps: []Gap{{FirstSeq: 97, LastSeq: 98, Lost: 2, Start: 97 * ms, End: 99 * ms}}},
+		},
+		{
+			name: "nothing arrived at all",
+			rec:  record(20),
+			want: Summary{Name: "s", Sent: 20, Lost: 15, InFlight: 5,
+				Gaps: []Gap{{FirstSeq: 0, LastSeq: 14, Lost: 15, Start: 0, End: 20 * ms, Open: true}}},
+		},
+		{
+			name: "duplicates are counted once and are not loss",
+			rec:  record(6, 0, 1, 1, 2, 3, 3, 3, 4, 5),
+			want: Summary{Name: "s", Sent: 6, Received: 6, Duplicates: 3},
+		},
+		{
+			name: "reordering is not loss",
+			rec:  record(8, 0, 2, 1, 3, 6, 4, 5, 7),
+			want: Summary{Name: "s", Sent: 8, Received: 8, Reordered: 3},
+		},
+		{
+			name: "a late probe fills its gap",
+			rec:  record(10, cat(seqs(0, 3), seqs(5, 9), []uint64{4})...),
+			want: Summary{Name: "s", Sent: 10, Received: 10, Reordered: 1},
+		},
+		{
+			name: "unknown sequence numbers are ignored",
+			rec:  record(3, 0, 1, 2, 77),
+			want: Summary{Name: "s", Sent: 3, Received: 3},
+		},
+		{
+			name: "empty record",
+			rec:  record(0),
+			want: Summary{Name: "s"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Analyze(tt.rec, 5*ms)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Analyze:\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAnalyzeNoGrace(t *testing.T) {
+	got := Analyze(record(10, seqs(0, 8)...), 0)
+	want := []Gap{{FirstSeq: 9, LastSeq: 9, Lost: 1, Start: 9 * ms, End: 10 * ms, Open: true}}
+	if !reflect.DeepEqual(got.Gaps, want) || got.InFlight != 0 {
+		t.Errorf("gaps %+v in flight %d, want %+v and 0", got.Gaps, got.InFlight, want)
+	}
+}
+
+func TestLossDuration(t *testing.T) {
+	s := Analyze(record(20, cat(seqs(0, 3), seqs(7, 10), seqs(12, 19))...), 0)
+	if d := s.LossDuration(); d != 4*ms {
+		t.Errorf("LossDuration = %s, want 4ms", d)
+	}
+}
+
+// TestSessionLoopback runs real streams over the loopback interface: no
+// root needed.
+func TestSessionLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends real packets")
+	}
+	lo := Endpoint{Addr: mustParse(t, "127.0.0.1")}
+	sess, err := Start(t.Context(), Current, []Stream{{Name: "a", From: lo, To: lo, Interval: ms}, {Name: "b", From: lo, To: lo, Interval: 2 * ms}})
+	if err != nil {
+		t.Skipf("no loopback UDP here: %v", err)
+	}
+	if _, err := sess.WaitFirst(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * ms)
+	st := sess.State()
+	recs := sess.Stop()
+	if len(recs) != 2 || len(st) != 2 {
+		t.Fatalf("got %d records, %d states", len(recs), len(st))
+	}
+	for i, r := range recs {
+		s := Analyze(r, 20*ms)
+		if s.Sent < 10 || s.Lost != 0 || st[i].Received == 0 || st[i].LastArrival == 0 {
+			t.Errorf("%s: %+v (state %+v)", r.Stream.Name, s, st[i])
+		}
+	}
+}
+
+func mustParse(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
