@@ -48,7 +48,7 @@ func testLab(t *testing.T) Lab {
 			return out
 		},
 		StartScripts: func(node string) []string {
-			return []string{"/run/backbone-run/t/nodes/" + node + "/ipsec.sh", "/run/backbone-run/t/nodes/" + node + "/frr.sh"}
+			return []string{"/run/backbone/t/run/nodes/" + node + "/ipsec.sh", "/run/backbone/t/run/nodes/" + node + "/frr.sh"}
 		},
 	}
 }
@@ -139,8 +139,8 @@ func TestBuild(t *testing.T) {
 				"pe102: ip link set eth0 up",
 				"pe102: ip -6 route replace ::/0 via 2001:db8:102::1 dev eth0",
 				"pe102: wait until pid 4001 4002 4003 4004 4005 4006 4007 4008 exited",
-				"pe102: /bin/sh /run/backbone-run/t/nodes/pe102/ipsec.sh",
-				"pe102: /bin/sh /run/backbone-run/t/nodes/pe102/frr.sh",
+				"pe102: /bin/sh /run/backbone/t/run/nodes/pe102/ipsec.sh",
+				"pe102: /bin/sh /run/backbone/t/run/nodes/pe102/frr.sh",
 			},
 			converge: []string{"pe102"},
 			down:     []string{"pe102"},
@@ -171,7 +171,7 @@ func TestBuild(t *testing.T) {
 			inject: []string{
 				"pe201: kill -TERM 2003",
 				"pe201: wait until pid 2003 exited",
-				"pe201: /bin/sh /run/backbone-run/t/nodes/pe201/ipsec.sh",
+				"pe201: /bin/sh /run/backbone/t/run/nodes/pe201/ipsec.sh",
 			},
 			converge: []string{"pe201"},
 		},

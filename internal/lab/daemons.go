@@ -53,6 +53,8 @@ func startScript(s nodeStart, phase string) string {
 		w("# one charon per router, with its own config, socket and log")
 		w("export STRONGSWAN_CONF=%s", filepath.Join(s.ConfigDir, "strongswan.conf"))
 		w("rm -f %s", vici)
+		w("# SAs of an earlier charon (a restart): its policies stay, so nothing leaks")
+		w("ip xfrm state flush")
 		w("setsid /usr/sbin/charon-systemd >%s 2>&1 </dev/null &", filepath.Join(s.NodeDir, "charon.out"))
 		w("echo $! >%s", filepath.Join(s.NodeDir, "charon.pid"))
 		w("i=0; while [ ! -S %s ]; do i=$((i+1)); [ $i -lt 600 ] || { echo 'charon did not open its socket' >&2; exit 1; }; sleep 0.05; done", vici)

@@ -6,10 +6,11 @@ import (
 	"strings"
 )
 
-// Paths locates a lab's files. StateDir holds what must survive and be
-// visible to the host in VM mode (lab.json, rendered configs); RunDir holds
-// runtime files local to the kernel that runs the routers (sockets, pids,
-// daemon logs), which cannot live on a shared folder.
+// Paths locates a lab's files, all under StateDir (/run/backbone/<name>):
+// lab.json and the rendered configs, shared with the guest in VM mode, and
+// RunDir (StateDir/run) for runtime files local to the kernel that runs the
+// routers (sockets, pids, daemon logs): in VM mode the guest mounts a tmpfs
+// there, since unix sockets cannot live on the shared folder.
 type Paths struct {
 	Name     string
 	StateDir string
@@ -24,7 +25,7 @@ func PathsFor(name string) Paths {
 	return Paths{
 		Name:     name,
 		StateDir: filepath.Join("/run/backbone", name),
-		RunDir:   filepath.Join("/run/backbone-run", name),
+		RunDir:   filepath.Join("/run/backbone", name, "run"),
 	}
 }
 

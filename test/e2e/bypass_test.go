@@ -57,7 +57,7 @@ func TestBypassLANLeaksCleartext(t *testing.T) {
 
 	// Restart charon on both PEs with bypass-lan added to the plugins.
 	for _, pe := range []string{"pe101", "pe201"} {
-		node := "/run/backbone-run/" + lab + "/nodes/" + pe
+		node := "/run/backbone/" + lab + "/run/nodes/" + pe
 		conf := "/run/backbone/" + lab + "/config/" + pe
 		script := strings.Join([]string{
 			"set -e",

@@ -180,7 +180,7 @@ func TestDefaultBackbone(t *testing.T) {
 			// Stopping charon removes its policies, trap or not: GRE then
 			// crosses the underlay in clear, and only a capture shows it.
 			name:   "charon stopped on pe101 and pe201",
-			inject: [][]string{{"pe101", "sh", "-c", "kill $(cat /run/backbone-run/" + labName + "/nodes/pe101/charon.pid)"}, {"pe201", "sh", "-c", "kill $(cat /run/backbone-run/" + labName + "/nodes/pe201/charon.pid)"}},
+			inject: [][]string{{"pe101", "sh", "-c", "kill $(cat /run/backbone/" + labName + "/run/nodes/pe101/charon.pid)"}, {"pe201", "sh", "-c", "kill $(cat /run/backbone/" + labName + "/run/nodes/pe201/charon.pid)"}},
 			want:   []string{"underlay capture", "ipsec pe101 -> pe201", "ipsec pe201 -> pe101", "ipsec pe101 -> pe102", "ipsec pe201 -> pe202", "ipsec pe102 -> pe101", "ipsec pe202 -> pe201"},
 			// pe102 and pe202 still require ESP from pe101 and pe201: the
 			// links to them break, so routing fails around them.
@@ -241,7 +241,7 @@ func TestDefaultBackbone(t *testing.T) {
 				t.Errorf("namespace %s left behind", e.Name())
 			}
 		}
-		for _, p := range []string{"/run/backbone/" + labName, "/run/backbone-run/" + labName} {
+		for _, p := range []string{"/run/backbone/" + labName} {
 			if fileExists(p) {
 				t.Errorf("%s left behind", p)
 			}

@@ -116,6 +116,9 @@ func (s initramfsSpec) initScript() string {
 	p("mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /newroot/tmp || fail 'mount /tmp'")
 	st := shq("/newroot" + s.StateDir)
 	p("mkdir -p %s && mount -t 9p -o %s state %s || fail %s", st, stateMountOpts, st, shq("mount the state dir (9p tag state) on "+s.StateDir))
+	// The lab's runtime files (unix sockets, pid files) cannot live on 9p:
+	// <state>/run is a guest-local tmpfs.
+	p("mkdir -p %s/run && mount -t tmpfs -o mode=0755 tmpfs %s/run || fail %s", st, st, shq("mount tmpfs on "+s.StateDir+"/run"))
 	p("mkdir -p /newroot/lib/modules && mount --bind %s /newroot/lib/modules || fail 'bind the kernel modules on /lib/modules'", shq("/lower"+s.ModulesDir))
 	p(`t1=$(cut -d' ' -f1 /proc/uptime)`)
 	p(`echo "backbone-init: switching root at ${t1}s"`)

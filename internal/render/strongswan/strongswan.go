@@ -70,6 +70,11 @@ charon {
         vici {
             socket = unix://%[2]s
         }
+        kernel-netlink {
+            # A trap hit while no charon answers leaves a larval SA that
+            # blocks renegotiation for its lifetime (kernel default 165 s).
+            xfrm_acq_expires = 10
+        }
     }
     filelog {
         %[1]s {
@@ -156,6 +161,8 @@ func SwanctlConf(p *plan.Plan, r *plan.Router) []byte {
 		w(4, "local_ts = %s[%s]", i.Local, sel)
 		w(4, "remote_ts = %s[%s]", i.Remote, sel)
 		w(4, "esp_proposals = %s", e.ESP)
+		w(4, "# a wide anti-replay window: bursts reordered by CPU load are not dropped")
+		w(4, "replay_window = 1024")
 		w(4, "# trap: kernel policies stay installed without an SA, so nothing leaves in clear")
 		w(4, "start_action = trap")
 		w(4, "dpd_action = trap")
