@@ -15,7 +15,9 @@ import (
 	"github.com/backbone-net/backbone/internal/lab"
 	"github.com/backbone-net/backbone/internal/lab/vm"
 	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
+	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
 // inVMEnv marks a backbone process that runs inside the lab VM: lab
@@ -85,6 +87,17 @@ func newLabUpCmd(e *env) *cobra.Command {
 			if vm.Running(paths.StateDir) {
 				return fmt.Errorf("lab %q has a VM running: run `backbone lab down` first", p.Name)
 			}
+			// Decide the mode before anything is written: inside the VM the
+			// guest kernel was prepared for the lab; elsewhere the kernel is
+			// checked unless --vm forces VM mode.
+			var missing []lab.Feature
+			if !insideVM() && !forceVM {
+				missing = lab.Missing(lab.Required(lab.CheckKernel(), planModules(p)))
+			}
+			if noVM && len(missing) > 0 {
+				return fmt.Errorf("lab up --no-vm: the kernel lacks %s; load the modules (modprobe %s) or drop --no-vm to run in a VM",
+					lab.FormatMissing(missing), moduleList(missing))
+			}
 			files, store, err := renderPlan(p, secretsPath, paths.NodesDir())
 			if err != nil {
 				return err
@@ -98,30 +111,15 @@ func newLabUpCmd(e *env) *cobra.Command {
 			if err := store.Save(); err != nil {
 				return err
 			}
+			if insideVM() || (!forceVM && len(missing) == 0) {
+				return labUpNative(ctx, e, paths, progress, timeout, timings, asJSON, lab.ModeNative)
+			}
+			if len(missing) > 0 {
+				progress("kernel: this kernel lacks %s; running the lab in a VM", lab.FormatMissing(missing))
+			}
 			cfg, err := lab.LoadConfig(paths.ConfigDir())
 			if err != nil {
 				return err
-			}
-			mode := lab.ModeNative
-			switch {
-			case insideVM() || noVM:
-			case forceVM:
-				mode = lab.ModeVM
-			default:
-				missing := lab.Missing(lab.Required(lab.CheckKernel(), cfg.Modules()))
-				if len(missing) > 0 {
-					progress("kernel: this kernel lacks %s; running the lab in a VM", lab.FormatMissing(missing))
-					mode = lab.ModeVM
-				}
-			}
-			if mode == lab.ModeNative {
-				if !insideVM() {
-					if missing := lab.Missing(lab.Required(lab.CheckKernel(), cfg.Modules())); len(missing) > 0 {
-						return fmt.Errorf("lab up --no-vm: the kernel lacks %s; load the modules (modprobe %s) or drop --no-vm to run in a VM",
-							lab.FormatMissing(missing), moduleList(missing))
-					}
-				}
-				return labUpNative(ctx, e, paths, progress, timeout, timings, asJSON, lab.ModeNative)
 			}
 			return labUpVM(ctx, e, paths, cfg, progress, timeout, timings, asJSON, vmMem)
 		},
@@ -139,6 +137,15 @@ func newLabUpCmd(e *env) *cobra.Command {
 	cmd.Flags().BoolVar(&fromConfig, "from-config", false, "use the config already rendered in the lab's state directory (VM guest side)")
 	_ = cmd.Flags().MarkHidden("from-config")
 	return cmd
+}
+
+// planModules is the union of kernel modules the plan's routers need.
+func planModules(p *plan.Plan) []string {
+	c := &lab.Config{Plan: p, Hosts: map[string]*linux.Host{}}
+	for _, r := range p.Routers {
+		c.Hosts[r.Name] = linux.Render(p, r)
+	}
+	return c.Modules()
 }
 
 func moduleList(fs []lab.Feature) string {

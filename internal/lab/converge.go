@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/backbone-net/backbone/internal/plan"
@@ -18,9 +17,6 @@ func Opener(ns string, fn func() error) error {
 	return inNetns(ns, fn)
 }
 
-// SiteAddress is where a site is probed for a family (see plan.Site.Address).
-func SiteAddress(s *plan.Site, family int) netip.Addr { return s.Address(family) }
-
 // SiteStreams returns probe streams in both directions between every pair
 // of sites of a VRF, for both families.
 func SiteStreams(p Paths, pl *plan.Plan, interval time.Duration) []probe.Stream {
@@ -31,7 +27,7 @@ func SiteStreams(p Paths, pl *plan.Plan, interval time.Duration) []probe.Stream 
 				continue
 			}
 			for _, fam := range []int{4, 6} {
-				src, dst := SiteAddress(a, fam), SiteAddress(b, fam)
+				src, dst := a.Address(fam), b.Address(fam)
 				if !src.IsValid() || !dst.IsValid() {
 					continue
 				}
