@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -19,15 +20,7 @@ import (
 
 func defaultPlan(t *testing.T) *plan.Plan {
 	t.Helper()
-	doc, err := intent.Load(intent.DefaultYAML(), "default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, ps := plan.Build(doc)
-	if p == nil {
-		t.Fatalf("default intent does not plan: %v", ps)
-	}
-	return p
+	return intenttest.Plan(t, intent.DefaultYAML(), "default.yaml")
 }
 
 // testLab is the default backbone with made-up pids: pid = 1000*router + n.

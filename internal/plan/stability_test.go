@@ -14,15 +14,7 @@ import (
 
 func mustBuild(t *testing.T, y []byte) *plan.Plan {
 	t.Helper()
-	doc, err := intent.Load(y, "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, ps := plan.Build(doc)
-	if p == nil {
-		t.Fatalf("plan: %v", ps.Err())
-	}
-	return p
+	return intenttest.Plan(t, y, "test.yaml")
 }
 
 // identities maps every allocated fact of a plan to its value, keyed by

@@ -12,7 +12,6 @@ import (
 
 	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/intent/intenttest"
-	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
 	"github.com/backbone-net/backbone/internal/render/strongswan"
 )
@@ -21,15 +20,7 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 
 func renderYAML(t testing.TB, y []byte, opt render.Options) []render.File {
 	t.Helper()
-	doc, err := intent.Load(y, "test.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, ps := plan.Build(doc)
-	if p == nil {
-		t.Fatal(ps.Err())
-	}
-	return render.Files(p, intenttest.PSKs{}, opt)
+	return render.Files(intenttest.Plan(t, y, "test.yaml"), intenttest.PSKs{}, opt)
 }
 
 // TestGoldenDefault compares every rendered file of the default backbone

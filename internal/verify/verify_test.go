@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +14,7 @@ import (
 
 func defaultPlan(t *testing.T) *plan.Plan {
 	t.Helper()
-	doc, err := intent.LoadFile("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, ps := plan.Build(doc)
-	if p == nil {
-		t.Fatal(ps.Err())
-	}
-	return p
+	return intenttest.Plan(t, intent.DefaultYAML(), "default")
 }
 
 // fakeCollector answers commands from a function of node and argv.

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/backbone-net/backbone/internal/intent"
+	"github.com/backbone-net/backbone/internal/plan"
 )
 
 // Edit applies replacements to base, given as old, new pairs. Each old text
@@ -212,4 +213,18 @@ func Generate(n, rrs int) []byte {
 			k+1, pe, k%10+1, 16+k/16384, (k/64)%256, (k%64)*4, k, k%256, k, routing)
 	}
 	return []byte(b.String())
+}
+
+// Plan loads y and plans it, failing the test on any load or plan error.
+func Plan(tb testing.TB, y []byte, source string) *plan.Plan {
+	tb.Helper()
+	doc, err := intent.Load(y, source)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, ps := plan.Build(doc)
+	if p == nil {
+		tb.Fatalf("%s does not plan: %v", source, ps.Err())
+	}
+	return p
 }

@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/intent/intenttest"
-	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render/frr"
 )
 
@@ -55,14 +53,7 @@ func TestVtyshAcceptsRenderedConfigs(t *testing.T) {
 
 	for _, v := range intenttest.Variants(t) {
 		t.Run(v.Name, func(t *testing.T) {
-			doc, err := intent.Load(v.YAML, v.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, ps := plan.Build(doc)
-			if p == nil {
-				t.Fatal(ps.Err())
-			}
+			p := intenttest.Plan(t, v.YAML, v.Name)
 			for _, r := range p.Routers {
 				conf := frr.Render(p, r)
 				file := filepath.Join(dir, v.Name+"-"+r.Name+".conf")

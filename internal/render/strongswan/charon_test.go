@@ -13,9 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/intent/intenttest"
-	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
 	"github.com/backbone-net/backbone/internal/render/strongswan"
 	"github.com/backbone-net/backbone/internal/secrets"
@@ -72,14 +70,7 @@ func TestCharonLoadsRenderedConfigs(t *testing.T) {
 	charon, swanctl, ip := requireCharon(t)
 	for _, v := range intenttest.Variants(t) {
 		t.Run(v.Name, func(t *testing.T) {
-			doc, err := intent.Load(v.YAML, v.Name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, ps := plan.Build(doc)
-			if p == nil {
-				t.Fatal(ps.Err())
-			}
+			p := intenttest.Plan(t, v.YAML, v.Name)
 			// Unix socket paths are limited to 108 bytes: keep it short.
 			base, err := os.MkdirTemp("", "bbsw")
 			if err != nil {
