@@ -117,11 +117,7 @@ func newLabUpCmd(e *env) *cobra.Command {
 			if len(missing) > 0 {
 				progress("kernel: this kernel lacks %s; running the lab in a VM", lab.FormatMissing(missing))
 			}
-			cfg, err := lab.LoadConfig(paths.ConfigDir())
-			if err != nil {
-				return err
-			}
-			return labUpVM(ctx, e, paths, cfg, progress, timeout, timings, asJSON, vmMem)
+			return labUpVM(ctx, e, paths, progress, timeout, timings, asJSON, vmMem)
 		},
 	}
 	intentFlag(cmd, &path)
@@ -214,7 +210,7 @@ func printTimings(w io.Writer, t *lab.Timings) {
 	tw.Flush()
 }
 
-func labUpVM(ctx context.Context, e *env, paths lab.Paths, cfg *lab.Config, progress lab.Progress, timeout time.Duration, timings, asJSON bool, mem int) error {
+func labUpVM(ctx context.Context, e *env, paths lab.Paths, progress lab.Progress, timeout time.Duration, timings, asJSON bool, mem int) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
