@@ -13,8 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/lab"
-	"github.com/backbone-net/backbone/internal/lab/vm"
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/qemu"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
 	"github.com/backbone-net/backbone/internal/render/linux"
@@ -84,7 +84,7 @@ func newLabUpCmd(e *env) *cobra.Command {
 			if _, err := os.Stat(paths.StateFile()); err == nil {
 				return fmt.Errorf("lab %q is already up (%s): run `backbone lab down` first", p.Name, paths.StateFile())
 			}
-			if vm.Running(paths.StateDir) {
+			if qemu.Running(paths.StateDir) {
 				return fmt.Errorf("lab %q has a VM running: run `backbone lab down` first", p.Name)
 			}
 			// Decide the mode before anything is written: inside the VM the
@@ -216,7 +216,7 @@ func labUpVM(ctx context.Context, e *env, paths lab.Paths, progress lab.Progress
 		return err
 	}
 	progress("vm: booting a Debian kernel under qemu (state %s)", paths.StateDir)
-	m, err := vm.Start(ctx, vm.Config{
+	m, err := qemu.Start(ctx, qemu.Config{
 		StateDir: paths.StateDir, BinaryPath: self, MemoryMiB: mem,
 		Progress: func(s string) { progress("vm: %s", s) },
 	})
@@ -248,7 +248,7 @@ func labUpVM(ctx context.Context, e *env, paths lab.Paths, progress lab.Progress
 // forward runs this same backbone command inside the lab's VM, streaming
 // its output, and returns its exit code.
 func forward(ctx context.Context, e *env, paths lab.Paths) error {
-	m, err := vm.Attach(paths.StateDir)
+	m, err := qemu.Attach(paths.StateDir)
 	if err != nil {
 		return fmt.Errorf("lab %q runs in a VM that does not answer: %w; run `backbone lab down`", paths.Name, err)
 	}
@@ -275,7 +275,7 @@ func labMode(paths lab.Paths) string {
 	}
 	st, err := lab.ReadState(paths)
 	if err != nil {
-		if vm.Running(paths.StateDir) {
+		if qemu.Running(paths.StateDir) {
 			return lab.ModeVM
 		}
 		return ""
@@ -381,9 +381,9 @@ func newLabDownCmd(e *env) *cobra.Command {
 			ctx := cmd.Context()
 			paths := lab.PathsFor(f.name)
 			progress := progressTo(e.stderr)
-			if !insideVM() && vm.Running(paths.StateDir) {
+			if !insideVM() && qemu.Running(paths.StateDir) {
 				progress("down: stopping the lab VM")
-				if m, err := vm.Attach(paths.StateDir); err == nil {
+				if m, err := qemu.Attach(paths.StateDir); err == nil {
 					if err := m.Stop(ctx); err != nil {
 						return err
 					}

@@ -11,12 +11,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/backbone-net/backbone/internal/lab/vm"
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/qemu"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 )
 
 // newLabVMAgentCmd is the guest side of VM mode: the VM's init and agent.
-// Flags are parsed by vm.RunGuest so the test binary shares the parser.
+// Flags are parsed by qemu.RunGuest so the test binary shares the parser.
 func newLabVMAgentCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:                "lab-vm-agent",
@@ -24,7 +24,7 @@ func newLabVMAgentCmd(e *env) *cobra.Command {
 		Hidden:             true,
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return vm.RunGuest(args, e.stdout, e.stderr)
+			return qemu.RunGuest(args, e.stdout, e.stderr)
 		},
 	}
 }
@@ -44,7 +44,7 @@ func newVMStopCmd(e *env) *cobra.Command {
 		Use:   "stop",
 		Short: "Power off the VM of a state directory and remove its runtime files",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := vm.Attach(stateDir)
+			m, err := qemu.Attach(stateDir)
 			if err != nil {
 				return err
 			}
@@ -62,7 +62,7 @@ func newVMFetchKernelCmd(e *env) *cobra.Command {
 		Use:   "fetch-kernel",
 		Short: "Download and unpack the Debian kernel the VM boots (idempotent)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := vm.EnsureKernel(cmd.Context(), cacheDir, func(s string) { fmt.Fprintln(e.stderr, s) })
+			k, err := qemu.EnsureKernel(cmd.Context(), cacheDir, func(s string) { fmt.Fprintln(e.stderr, s) })
 			if err != nil {
 				return err
 			}
@@ -70,7 +70,7 @@ func newVMFetchKernelCmd(e *env) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&cacheDir, "cache-dir", vm.DefaultCacheDir, "kernel cache directory")
+	c.Flags().StringVar(&cacheDir, "cache-dir", qemu.DefaultCacheDir, "kernel cache directory")
 	return c
 }
 
@@ -89,7 +89,7 @@ type vmCheckResult struct {
 	Accel        string            `json:"accel"`
 	Kernel       string            `json:"kernel"`
 	BootDuration time.Duration     `json:"boot_ns"`
-	Timings      []vm.Timing       `json:"timings"`
+	Timings      []qemu.Timing       `json:"timings"`
 	Steps        []vmCheckStep     `json:"steps"`
 	Shutdown     time.Duration     `json:"shutdown_ns"`
 	GuestInit    *agent.InitReport `json:"guest_init,omitempty"`
@@ -98,7 +98,7 @@ type vmCheckResult struct {
 func newVMCheckCmd(e *env) *cobra.Command {
 	var (
 		asJSON bool
-		cfg    vm.Config
+		cfg    qemu.Config
 		keep   bool
 	)
 	c := &cobra.Command{
@@ -118,7 +118,7 @@ func newVMCheckCmd(e *env) *cobra.Command {
 					defer os.RemoveAll(cfg.StateDir)
 				}
 			}
-			m, err := vm.Start(ctx, cfg)
+			m, err := qemu.Start(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -172,7 +172,7 @@ func newVMCheckCmd(e *env) *cobra.Command {
 	f.StringVar(&cfg.Accel, "accel", "auto", "accelerator: auto (KVM, else TCG), kvm or tcg")
 	f.IntVar(&cfg.MemoryMiB, "memory", 2048, "guest memory in MiB")
 	f.IntVar(&cfg.CPUs, "cpus", 2, "guest CPUs")
-	f.StringVar(&cfg.CacheDir, "cache-dir", vm.DefaultCacheDir, "kernel cache directory")
+	f.StringVar(&cfg.CacheDir, "cache-dir", qemu.DefaultCacheDir, "kernel cache directory")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "VM state directory (default: a fresh one under /run/backbone)")
 	f.DurationVar(&cfg.BootTimeout, "timeout", 120*time.Second, "how long to wait for the guest agent")
 	f.BoolVar(&keep, "keep", false, "leave the VM running (stop it with `backbone vm stop --state-dir DIR`)")

@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"context"
@@ -11,17 +11,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
+	"github.com/backbone-net/backbone/internal/lab/kmod"
 )
 
 // GuestHostname is the VM's hostname.
@@ -144,10 +143,10 @@ func guestInit(o guestOptions, args []string) error {
 	}
 
 	mt := time.Now()
-	rep.ModulesLoaded, rep.ModuleErrors = loadModules(o.modules)
+	rep.ModulesLoaded, rep.ModuleErrors = kmod.Load(o.modules)
 	rep.Modules = time.Since(mt)
 	for _, m := range o.modules {
-		if e, ok := rep.ModuleErrors[moduleName(m)]; ok {
+		if e, ok := rep.ModuleErrors[kmod.Name(m)]; ok {
 			o.logf("module %s: %s", m, e)
 		}
 	}
@@ -219,96 +218,6 @@ func guestInit(o guestOptions, args []string) error {
 		time.Sleep(500 * time.Millisecond)
 		startAgent()
 	}
-}
-
-// loadModules loads names and their dependencies with finit_module, in
-// process (no modprobe per module: process starts are slow under
-// emulation) and in parallel where the dependency graph allows. Names the
-// kernel lacks or that fail are reported, not fatal.
-func loadModules(names []string) (loaded []string, errs map[string]string) {
-	errs = map[string]string{}
-	var u unix.Utsname
-	unix.Uname(&u)
-	rel := unix.ByteSliceToString(u.Release[:])
-	idx, err := loadModuleIndex(filepath.Join("/lib/modules", rel))
-	if err != nil {
-		for _, n := range names {
-			errs[moduleName(n)] = err.Error()
-		}
-		return nil, errs
-	}
-	order, missing := idx.resolve(names)
-	for _, m := range missing {
-		errs[m] = "not in this kernel"
-	}
-	done := make(map[string]chan struct{}, len(order))
-	for _, m := range order {
-		done[m] = make(chan struct{})
-	}
-	var (
-		mu      sync.Mutex
-		results = map[string]error{}
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, runtime.NumCPU())
-	)
-	for _, m := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(done[m])
-			var err error
-			for _, d := range idx.deps[m] {
-				ch, ok := done[d]
-				if !ok {
-					continue // built in
-				}
-				<-ch
-				mu.Lock()
-				derr := results[d]
-				mu.Unlock()
-				if derr != nil && err == nil {
-					err = fmt.Errorf("dependency %s failed", d)
-				}
-			}
-			if err == nil {
-				sem <- struct{}{}
-				err = finitModule(idx.file(m))
-				<-sem
-			}
-			mu.Lock()
-			results[m] = err
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	for m, err := range results {
-		if err != nil {
-			errs[m] = err.Error()
-		}
-	}
-	for _, n := range names {
-		if _, bad := errs[moduleName(n)]; !bad {
-			loaded = append(loaded, moduleName(n))
-		}
-	}
-	return loaded, errs
-}
-
-func finitModule(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	flags := 0
-	if !strings.HasSuffix(path, ".ko") {
-		flags = 4 // MODULE_INIT_COMPRESSED_FILE
-	}
-	err = unix.FinitModule(int(f.Fd()), "", flags)
-	if err == nil || err == unix.EEXIST {
-		return nil
-	}
-	return fmt.Errorf("finit_module %s: %w", filepath.Base(path), err)
 }
 
 func setupNetwork(mac, cidr string) error {

@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 )
 
 // TestMain lets the test binary act as the guest: TestBootAndExec boots a VM

@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 )
 
 // Config describes a VM to start.

@@ -51,4 +51,4 @@
 // qemu's 9p export of / spans several host filesystems; multidevs=remap
 // keeps their inode numbers apart. Without it the guest sees /proc and /sys
 // as the same directory and the stage 1 mounts land on top of each other.
-package vm
+package qemu

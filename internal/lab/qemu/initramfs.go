@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/backbone-net/backbone/internal/lab/kmod"
 )
 
 // bootModules are what stage 1 needs to mount the root: virtio PCI, 9p over
@@ -188,17 +190,17 @@ func writeCPIO(w io.Writer, entries []cpioEntry) error {
 // buildInitramfs resolves the boot modules of k and writes the archive to
 // dst.
 func buildInitramfs(dst string, k Kernel, busybox, stateDir string, stage2 []string, copyBinary string) error {
-	idx, err := loadModuleIndex(filepath.Join(k.ModulesDir, k.Version))
+	idx, err := kmod.LoadIndex(filepath.Join(k.ModulesDir, k.Version))
 	if err != nil {
 		return err
 	}
-	order, missing := idx.resolve(bootModules)
+	order, missing := idx.Resolve(bootModules)
 	if len(missing) > 0 {
 		return fmt.Errorf("kernel %s lacks the boot modules %s (it cannot mount the shared root); use a Debian kernel (linux-image-amd64)", k.Version, strings.Join(missing, ", "))
 	}
 	spec := initramfsSpec{Busybox: busybox, StateDir: stateDir, ModulesDir: canonicalDir(k.ModulesDir), Stage2: stage2, CopyBinary: copyBinary}
 	for _, m := range order {
-		spec.Modules = append(spec.Modules, idx.file(m))
+		spec.Modules = append(spec.Modules, idx.File(m))
 	}
 	f, err := os.Create(dst)
 	if err != nil {

@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/backbone-net/backbone/internal/lab/vm/agent"
+	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 )
 
 // SyncBinary makes the guest run the same backbone as hostPath: when the

@@ -1,4 +1,4 @@
-package vm
+package qemu
 
 import (
 	"bytes"
@@ -134,34 +134,6 @@ kernel/net/ipv4/ip_tunnel.ko:
 	vmlinuz := filepath.Join(root, "boot", "vmlinuz-"+ver)
 	os.WriteFile(vmlinuz, []byte("not a kernel"), 0o644)
 	return Kernel{Version: ver, Vmlinuz: vmlinuz, ModulesDir: filepath.Join(root, "lib", "modules")}
-}
-
-func TestResolveModules(t *testing.T) {
-	k := fakeKernel(t)
-	idx, err := loadModuleIndex(filepath.Join(k.ModulesDir, k.Version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	order, missing := idx.resolve([]string{"virtio_pci", "9pnet-virtio", "9p", "overlay", "bridge", "nosuch"})
-	want := []string{"virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_ring", "virtio", "virtio_pci",
-		"9pnet", "9pnet_virtio", "netfs", "fscache", "9p", "overlay"}
-	if !slices.Equal(order, want) {
-		t.Errorf("order\n got %v\nwant %v", order, want)
-	}
-	if !slices.Equal(missing, []string{"nosuch"}) {
-		t.Errorf("missing %v (bridge is built in, nosuch does not exist)", missing)
-	}
-	pos := map[string]int{}
-	for i, m := range order {
-		pos[m] = i
-	}
-	for m := range pos {
-		for _, d := range idx.deps[m] {
-			if pos[d] > pos[m] {
-				t.Errorf("%s loaded before its dependency %s", m, d)
-			}
-		}
-	}
 }
 
 func TestInitramfsContent(t *testing.T) {

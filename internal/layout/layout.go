@@ -1,0 +1,87 @@
+// Package layout owns every path backbone uses on a machine: the state
+// root of running labs, the cache of downloaded kernels, and the files of
+// one lab. Nothing else spells these paths out.
+package layout
+
+import (
+	"path/filepath"
+	"strings"
+)
+
+// StateRoot holds the state of every running lab (on tmpfs: a reboot ends
+// every lab, as it ends their namespaces and processes).
+const StateRoot = "/run/backbone"
+
+// CacheDir holds what backbone downloads once per machine: the kernels of
+// the qemu and UML backends and the backend choice.
+const CacheDir = "/var/cache/backbone"
+
+// Lab locates one lab's files, all under StateDir (/run/backbone/<name>).
+//
+//	lab.json            the lab's state record (backend, nodes, timings)
+//	config/             the rendered configuration (render's layout)
+//	bin/backbone        the backbone binary the lab's guests run
+//	machines/<node>/    one UML kernel per router: console log, pid, agent token
+//	vm/                 the qemu VM of the kvm and tcg backends
+//	run/                runtime files of the routers (sockets, pids, logs);
+//	                    local to the kernel that runs them: a tmpfs inside
+//	                    a guest, since unix sockets cannot live on a share
+type Lab struct {
+	Name     string
+	StateDir string
+}
+
+// ForLab returns the paths of lab name.
+func ForLab(name string) Lab {
+	return Lab{Name: name, StateDir: filepath.Join(StateRoot, name)}
+}
+
+// StateFile is the lab's state record.
+func (l Lab) StateFile() string { return filepath.Join(l.StateDir, "lab.json") }
+
+// ConfigDir holds the rendered configuration (render's output layout).
+func (l Lab) ConfigDir() string { return filepath.Join(l.StateDir, "config") }
+
+// RouterConfigDir holds one router's rendered files.
+func (l Lab) RouterConfigDir(router string) string { return filepath.Join(l.ConfigDir(), router) }
+
+// Binary is the copy of the backbone executable that guests run.
+func (l Lab) Binary() string { return filepath.Join(l.StateDir, "bin", "backbone") }
+
+// MachineDir holds the host-side files of one node's UML kernel.
+func (l Lab) MachineDir(node string) string { return filepath.Join(l.StateDir, "machines", node) }
+
+// VMDir holds the host-side files of the lab's qemu VM.
+func (l Lab) VMDir() string { return filepath.Join(l.StateDir, "vm") }
+
+// RunDir holds the routers' runtime files.
+func (l Lab) RunDir() string { return filepath.Join(l.StateDir, "run") }
+
+// NodesDir is the runtime directory of all nodes; it is also the runtime
+// directory baked into rendered configs (charon's sockets and log).
+func (l Lab) NodesDir() string { return filepath.Join(l.RunDir(), "nodes") }
+
+// NodeDir is one node's runtime directory.
+func (l Lab) NodeDir(node string) string { return filepath.Join(l.NodesDir(), node) }
+
+// FRRRunDir is what the node sees as /run/frr.
+func (l Lab) FRRRunDir(node string) string { return filepath.Join(l.NodeDir(node), "frr") }
+
+// FRRConfDir is what the node sees as /etc/frr.
+func (l Lab) FRRConfDir(node string) string { return filepath.Join(l.NodeDir(node), "etc") }
+
+// Netns is the name of a node's network namespace on the host (for a node
+// in a UML kernel: the namespace holding its kernel and its wires).
+func (l Lab) Netns(node string) string { return NetnsPrefix(l.Name) + node }
+
+// NetnsPrefix is shared by all namespace names of lab name.
+func NetnsPrefix(name string) string { return "bb-" + name + "-" }
+
+// NodeOfNetns returns the node name of one of the lab's namespaces.
+func (l Lab) NodeOfNetns(ns string) (string, bool) {
+	return strings.CutPrefix(ns, NetnsPrefix(l.Name))
+}
+
+// RuntimeDir is the runtime directory rendered configs use for backbone
+// name when no lab chooses one: the lab's nodes directory.
+func RuntimeDir(name string) string { return ForLab(name).NodesDir() }
