@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render/linux"
 )
@@ -14,15 +15,28 @@ import (
 // NFTTable is the nftables table underlay-cut adds in the underlay node.
 const NFTTable = "backbone_chaos"
 
-// Step is one action: a command run inside a lab node, or (WaitExit set)
-// waiting until processes are gone.
+// Step is one action: a command run inside a lab node, waiting until
+// processes of a node are gone (WaitExit), or an action on the node as a
+// whole (Node action: crash or revive its own kernel).
 type Step struct {
-	Node     string   `json:"node"`
-	Argv     []string `json:"argv,omitempty"`
-	WaitExit []int    `json:"wait_exit,omitempty"`
+	Node       string   `json:"node"`
+	Argv       []string `json:"argv,omitempty"`
+	WaitExit   []int    `json:"wait_exit,omitempty"`
+	NodeAction string   `json:"node_action,omitempty"`
 }
 
+// Node actions.
+const (
+	// ActionCrash kills the node's kernel outright, as a power cut would.
+	ActionCrash = "crash"
+	// ActionRevive boots the node's kernel again and starts it as lab up did.
+	ActionRevive = "revive"
+)
+
 func (s Step) String() string {
+	if s.NodeAction != "" {
+		return s.Node + ": " + s.NodeAction + " the node's kernel"
+	}
 	if len(s.WaitExit) > 0 {
 		var ps []string
 		for _, p := range s.WaitExit {
@@ -30,18 +44,7 @@ func (s Step) String() string {
 		}
 		return s.Node + ": wait until pid " + strings.Join(ps, " ") + " exited"
 	}
-	q := make([]string, len(s.Argv))
-	for i, a := range s.Argv {
-		q[i] = shellQuote(a)
-	}
-	return s.Node + ": " + strings.Join(q, " ")
-}
-
-func shellQuote(s string) string {
-	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+@%") == "" {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return s.Node + ": " + node.Quote(s.Argv)
 }
 
 // Actions is a scenario made concrete for one lab.
@@ -60,10 +63,13 @@ type Actions struct {
 type Lab struct {
 	Plan  *plan.Plan
 	Hosts map[string]*linux.Host
-	// Daemons returns a node's daemons with their pids (lab.NodeDaemons).
-	Daemons func(node string) []lab.DaemonStatus
-	// StartScripts returns a node's start scripts (lab.NodeStartScripts).
+	// Daemons returns a node's daemons with their pids.
+	Daemons func(node string) ([]lab.DaemonStatus, error)
+	// StartScripts returns a node's start scripts.
 	StartScripts func(node string) []string
+	// OwnKernel reports whether a node runs its own kernel (UML): its
+	// failure is then a real crash of that kernel.
+	OwnKernel func(node string) bool
 }
 
 // Build turns a scenario into the commands that inject and restore it.
@@ -218,7 +224,10 @@ func sharedUnderlay(a, b *plan.Router) bool {
 // runningDaemons returns the node's daemons, failing if one is down: a
 // scenario on a half-dead node measures nothing useful.
 func runningDaemons(l Lab, node string) ([]lab.DaemonStatus, error) {
-	ds := l.Daemons(node)
+	ds, err := l.Daemons(node)
+	if err != nil {
+		return nil, err
+	}
 	if len(ds) == 0 {
 		return nil, fmt.Errorf("%s runs no daemons (no pid files): is the lab up? check `backbone lab status`", node)
 	}
@@ -242,6 +251,16 @@ func nodeFail(l Lab, s Spec) (*Actions, error) {
 	ds, err := runningDaemons(l, s.Node)
 	if err != nil {
 		return nil, err
+	}
+	if l.OwnKernel != nil && l.OwnKernel(s.Node) {
+		// The router is a kernel of its own: crash it for real, and boot
+		// it again as lab up did.
+		return &Actions{
+			Inject:   []Step{{Node: s.Node, NodeAction: ActionCrash}},
+			Restore:  []Step{{Node: s.Node, NodeAction: ActionRevive}},
+			Converge: []string{s.Node},
+			Down:     []string{s.Node},
+		}, nil
 	}
 	scripts := l.StartScripts(s.Node)
 	if len(scripts) == 0 {

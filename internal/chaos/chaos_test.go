@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/backbone-net/backbone/internal/intent/intenttest"
 	"net/netip"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
+	"github.com/backbone-net/backbone/internal/layout"
 
 	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/lab"
@@ -32,13 +34,13 @@ func testLab(t *testing.T) Lab {
 	}
 	return Lab{
 		Plan: p, Hosts: hosts,
-		Daemons: func(node string) []lab.DaemonStatus {
+		Daemons: func(node string) ([]lab.DaemonStatus, error) {
 			base := map[string]int{"pe101": 1000, "pe201": 2000, "pe202": 3000, "pe102": 4000}[node]
 			var out []lab.DaemonStatus
 			for i, d := range []string{"bfdd", "bgpd", "charon", "ldpd", "ospf6d", "ospfd", "staticd", "zebra"} {
 				out = append(out, lab.DaemonStatus{Name: d, PID: base + i + 1, Running: true})
 			}
-			return out
+			return out, nil
 		},
 		StartScripts: func(node string) []string {
 			return []string{"/run/backbone/t/run/nodes/" + node + "/ipsec.sh", "/run/backbone/t/run/nodes/" + node + "/frr.sh"}
@@ -251,8 +253,8 @@ func TestBuildErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tt.spec, err, tt.err)
 		}
 	}
-	l.Daemons = func(string) []lab.DaemonStatus {
-		return []lab.DaemonStatus{{Name: "zebra", PID: 5, Running: true}, {Name: "ospfd", PID: 6}}
+	l.Daemons = func(string) ([]lab.DaemonStatus, error) {
+		return []lab.DaemonStatus{{Name: "zebra", PID: 5, Running: true}, {Name: "ospfd", PID: 6}}, nil
 	}
 	if _, err := Build(Spec{Kind: NodeFail, Node: "pe102"}, l); err == nil || !strings.Contains(err.Error(), "ospfd not running before the fault") {
 		t.Errorf("node-fail with a dead daemon: %v", err)
@@ -275,8 +277,13 @@ func (f *fakeRunner) Run(_ context.Context, node string, argv []string) ([]byte,
 	return []byte(f.answers[call]), nil
 }
 
-func (f *fakeRunner) WaitExit(_ context.Context, pids []int) error {
+func (f *fakeRunner) WaitExit(_ context.Context, node string, pids []int) error {
 	f.calls = append(f.calls, fmt.Sprint("wait ", pids))
+	return nil
+}
+
+func (f *fakeRunner) NodeAction(_ context.Context, node, action string) error {
+	f.calls = append(f.calls, node+": "+action)
 	return nil
 }
 
@@ -395,14 +402,14 @@ func TestSummarize(t *testing.T) {
 
 func TestLoopbackStreams(t *testing.T) {
 	p := defaultPlan(t)
-	st := LoopbackStreams(lab.PathsFor("t"), p, time.Millisecond)
+	st := LoopbackStreams(layout.ForLab("t"), p, time.Millisecond)
 	if len(st) != 24 { // 4 PEs: 12 ordered pairs, 2 families
 		t.Fatalf("%d streams, want 24", len(st))
 	}
 	if s := st[0]; s.Name != "pe101>pe201 ipv4" || s.From.NS != "bb-t-pe101" || s.To.Addr.String() != "10.10.0.1" || s.Interval != time.Millisecond {
 		t.Errorf("first stream %+v", s)
 	}
-	if n := len(Streams(lab.PathsFor("t"), p, time.Millisecond)); n != 28 {
+	if n := len(Streams(layout.ForLab("t"), p, time.Millisecond)); n != 28 {
 		t.Errorf("%d streams in all, want 28 (4 site streams first)", n)
 	}
 }

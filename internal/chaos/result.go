@@ -22,7 +22,7 @@ type Result struct {
 	Scenario string  `json:"scenario"`
 	Spec     Spec    `json:"spec"`
 	Run      int     `json:"run"` // 1-based
-	Mode     string  `json:"mode,omitempty"`
+	Backend  string  `json:"backend,omitempty"`
 	Interval float64 `json:"interval_ms"`
 	// Achieved is the median interval the streams really had: a machine
 	// that cannot forward every probe in time (e.g. an emulated VM) sends

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/probe"
 )
 
@@ -16,7 +17,7 @@ import (
 type Options struct {
 	Spec   Spec
 	Lab    Lab
-	Paths  lab.Paths
+	Paths  layout.Lab
 	Runner Runner
 	Opener probe.Opener
 	// Interval between probes of a stream (default 1 ms).
@@ -31,8 +32,8 @@ type Options struct {
 	// RecoverTimeout bounds the wait for recovery after restore, and for
 	// a converged lab before the run (default 60 s).
 	RecoverTimeout time.Duration
-	// Mode is recorded in the result ("vm" or "native").
-	Mode     string
+	// Backend is recorded in the result.
+	Backend  string
 	Progress func(format string, args ...any)
 }
 
@@ -103,7 +104,7 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	}
 	sleep(ctx, o.Baseline)
 
-	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Mode: o.Mode, Interval: ms(o.Interval), Actions: acts}
+	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Backend: o.Backend, Interval: ms(o.Interval), Actions: acts}
 	inject := sess.Now()
 	o.Progress("run %d: inject %s", run, o.Spec)
 	if err := Execute(ctx, o.Runner, acts.Inject); err != nil {

@@ -3,62 +3,60 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/node"
 )
 
-// Runner carries out steps. The real one runs commands inside lab nodes;
-// tests record them.
+// Runner carries out steps. The real one acts on a lab's nodes; tests
+// record them.
 type Runner interface {
 	// Run runs argv inside node and returns its combined output.
 	Run(ctx context.Context, node string, argv []string) ([]byte, error)
-	// WaitExit waits until the processes are gone (or zombies).
-	WaitExit(ctx context.Context, pids []int) error
+	// WaitExit waits until the node's processes are gone (or zombies).
+	WaitExit(ctx context.Context, node string, pids []int) error
+	// NodeAction crashes or revives a node that has its own kernel.
+	NodeAction(ctx context.Context, node, action string) error
 }
 
-// NodeRunner runs commands in the nodes of a lab through the hidden
-// `backbone lab-node LAB NODE -- CMD` helper (network and mount namespace
-// of the node, STRONGSWAN_CONF set), like lab up starts daemons.
-type NodeRunner struct {
-	Lab  string
-	Self string // the backbone binary (os.Executable)
+// SessionRunner carries out steps on the nodes of a running lab.
+type SessionRunner struct {
+	S *lab.Session
 	// ExitTimeout bounds WaitExit (default 15 s).
 	ExitTimeout time.Duration
 }
 
-// NewNodeRunner returns a NodeRunner for lab name using this binary.
-func NewNodeRunner(name string) (*NodeRunner, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find the backbone binary to run commands in nodes: %w", err)
-	}
-	return &NodeRunner{Lab: name, Self: self}, nil
-}
-
 // Run implements Runner.
-func (r *NodeRunner) Run(ctx context.Context, node string, argv []string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, r.Self, append([]string{"lab-node", r.Lab, node, "--"}, argv...)...)
-	return cmd.CombinedOutput()
+func (r *SessionRunner) Run(ctx context.Context, nodeName string, argv []string) ([]byte, error) {
+	n, err := r.S.Node(nodeName)
+	if err != nil {
+		return nil, err
+	}
+	return node.CombinedOutput(ctx, n, argv...)
 }
 
-// WaitExit implements Runner: the lab's processes live in this kernel's
-// pid namespace, so /proc tells when they are gone.
-func (r *NodeRunner) WaitExit(ctx context.Context, pids []int) error {
+// WaitExit implements Runner: it asks the node until none of the pids is
+// a live process there.
+func (r *SessionRunner) WaitExit(ctx context.Context, nodeName string, pids []int) error {
 	timeout := r.ExitTimeout
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
+	var ps []string
+	for _, p := range pids {
+		ps = append(ps, strconv.Itoa(p))
+	}
+	script := "for p in " + strings.Join(ps, " ") + `; do if [ -r /proc/$p/stat ] && [ "$(sed 's/.*) //' /proc/$p/stat | cut -c1)" != Z ]; then echo $p; fi; done`
 	deadline := time.Now().Add(timeout)
 	for {
-		var alive []string
-		for _, p := range pids {
-			if processAlive(p) {
-				alive = append(alive, strconv.Itoa(p))
-			}
+		out, err := r.Run(ctx, nodeName, []string{"sh", "-c", script})
+		if err != nil {
+			return err
 		}
+		alive := strings.Fields(string(out))
 		if len(alive) == 0 {
 			return nil
 		}
@@ -68,30 +66,33 @@ func (r *NodeRunner) WaitExit(ctx context.Context, pids []int) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// processAlive reports whether pid exists and is not a zombie.
-func processAlive(pid int) bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+// NodeAction implements Runner.
+func (r *SessionRunner) NodeAction(ctx context.Context, nodeName, action string) error {
+	switch action {
+	case ActionCrash:
+		return r.S.CrashNode(nodeName)
+	case ActionRevive:
+		return r.S.ReviveNode(ctx, nodeName)
 	}
-	// Field 3 follows the command name in parentheses.
-	s := string(data)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
+	return fmt.Errorf("unknown node action %q", action)
 }
 
 // Execute runs steps in order and stops at the first failure.
 func Execute(ctx context.Context, r Runner, steps []Step) error {
 	for _, s := range steps {
+		if s.NodeAction != "" {
+			if err := r.NodeAction(ctx, s.Node, s.NodeAction); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+			continue
+		}
 		if len(s.WaitExit) > 0 {
-			if err := r.WaitExit(ctx, s.WaitExit); err != nil {
+			if err := r.WaitExit(ctx, s.Node, s.WaitExit); err != nil {
 				return fmt.Errorf("%s: %w", s, err)
 			}
 			continue

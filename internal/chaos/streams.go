@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/probe"
 )
@@ -13,7 +14,7 @@ import (
 // pair of PEs' loopbacks, IPv4 and IPv6, sent from the PE namespaces: they
 // cross the backbone as plain IP routed by the IGP (LDP labels them where
 // a label exists).
-func LoopbackStreams(p lab.Paths, pl *plan.Plan, interval time.Duration) []probe.Stream {
+func LoopbackStreams(p layout.Lab, pl *plan.Plan, interval time.Duration) []probe.Stream {
 	var out []probe.Stream
 	pes := pl.PEs()
 	for _, a := range pes {
@@ -43,6 +44,6 @@ func LoopbackStreams(p lab.Paths, pl *plan.Plan, interval time.Duration) []probe
 
 // Streams are every probe stream of a chaos run: site to site (customer
 // traffic through the VRFs), then PE loopback to PE loopback.
-func Streams(p lab.Paths, pl *plan.Plan, interval time.Duration) []probe.Stream {
+func Streams(p layout.Lab, pl *plan.Plan, interval time.Duration) []probe.Stream {
 	return append(lab.SiteStreams(p, pl, interval), LoopbackStreams(p, pl, interval)...)
 }

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +25,7 @@ import (
 type chaosReport struct {
 	Scenario string           `json:"scenario"`
 	Lab      string           `json:"lab"`
-	Mode     string           `json:"mode"`
+	Backend  string           `json:"backend"`
 	Runs     []*chaos.Result  `json:"runs"`
 	Summary  *chaos.Aggregate `json:"summary"`
 	// Error is set when a run failed before it could be measured (the
@@ -35,7 +34,7 @@ type chaosReport struct {
 }
 
 type chaosFlags struct {
-	name           string
+	lab            labFlags
 	asJSON         bool
 	repeat         int
 	hold           time.Duration
@@ -94,16 +93,11 @@ control plane did not converge within --recover-timeout).`,
 				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --interval %s is too short: use 100µs or more", f.interval)}
 			}
 			ctx := cmd.Context()
-			paths := lab.PathsFor(f.name)
-			var rep *chaosReport
-			switch labMode(paths) {
-			case "":
-				return fmt.Errorf("chaos: lab %q is not up: run `backbone lab up` first (or pass --name)", f.name)
-			case lab.ModeVM:
-				rep, err = chaosInVM(ctx, e, paths, spec, f)
-			default:
-				rep, err = chaosNative(ctx, e, paths, spec, f)
+			s, err := f.lab.open()
+			if err != nil {
+				return fmt.Errorf("chaos: %w", err)
 			}
+			rep, err := runChaos(ctx, e, s, spec, f)
 			if rep == nil {
 				return err
 			}
@@ -130,7 +124,7 @@ control plane did not converge within --recover-timeout).`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&f.name, "name", "default", "lab name")
+	f.lab.add(cmd)
 	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().IntVar(&f.repeat, "repeat", 1, "run the scenario N times; the report adds median and max per stream")
 	cmd.Flags().DurationVar(&f.hold, "hold", 10*time.Second, "how long the fault lasts before restore")
@@ -143,90 +137,22 @@ control plane did not converge within --recover-timeout).`,
 	return cmd
 }
 
-// targetArgs are the scenario's arguments in canonical form.
-func targetArgs(s chaos.Spec) []string {
-	switch s.Kind {
-	case chaos.NodeFail:
-		return []string{s.Node}
-	case chaos.DaemonRestart:
-		return []string{s.Node, s.Daemon}
-	default:
-		return []string{s.A + "-" + s.B}
-	}
-}
-
-// chaosInVM runs the scenario inside the lab's VM (where the routers are)
-// and reads back its JSON report: the host writes the SVG and the table.
-func chaosInVM(ctx context.Context, e *env, paths lab.Paths, spec chaos.Spec, f chaosFlags) (*chaosReport, error) {
-	args := append([]string{"chaos", spec.Kind}, targetArgs(spec)...)
-	args = append(args, "--name", f.name, "--json", "--repeat", strconv.Itoa(f.repeat),
-		"--hold", f.hold.String(), "--interval", f.interval.String(), "--baseline", f.baseline.String(),
-		"--settle", f.settle.String(), "--recover-timeout", f.recoverTimeout.String())
-	if spec.Graceful {
-		args = append(args, "--graceful")
-	}
-	var out bytes.Buffer
-	guest := *e
-	guest.args, guest.stdout = args, &out
-	ferr := forward(ctx, &guest, paths)
-	var rep chaosReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Summary == nil {
-		if ferr != nil {
-			var ee *ExitError
-			if errors.As(ferr, &ee) && ee.Err == nil {
-				return nil, &ExitError{Code: ee.Code, Err: errors.New("chaos failed inside the VM (see above)")}
-			}
-			return nil, ferr
-		}
-		return nil, fmt.Errorf("chaos: the VM returned no report (%v): %q", err, firstLines(out.String(), 3))
-	}
-	if rep.Error != "" {
-		return &rep, errors.New(rep.Error)
-	}
-	// The guest exits 1 when a run did not recover; the report says so.
-	var ee *ExitError
-	if ferr != nil && !(errors.As(ferr, &ee) && ee.Code == 1) {
-		return &rep, ferr
-	}
-	return &rep, nil
-}
-
-func firstLines(s string, n int) string {
-	lines := strings.SplitN(s, "\n", n+1)
-	if len(lines) > n {
-		lines = lines[:n]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// chaosNative runs the scenario on this kernel (natively, or as the VM
-// guest side).
-func chaosNative(ctx context.Context, e *env, paths lab.Paths, spec chaos.Spec, f chaosFlags) (*chaosReport, error) {
-	st, err := lab.ReadState(paths)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := lab.LoadConfig(paths.ConfigDir())
-	if err != nil {
-		return nil, fmt.Errorf("chaos: %w (is lab %q up? run `backbone lab up`)", err, f.name)
-	}
-	runner, err := chaos.NewNodeRunner(paths.Name)
-	if err != nil {
-		return nil, err
-	}
+// runChaos runs the scenario --repeat times on the lab's nodes.
+func runChaos(ctx context.Context, e *env, s *lab.Session, spec chaos.Spec, f chaosFlags) (*chaosReport, error) {
 	progress := progressTo(e.stderr)
 	o := chaos.Options{
 		Spec: spec,
 		Lab: chaos.Lab{
-			Plan: cfg.Plan, Hosts: cfg.Hosts,
-			Daemons:      func(node string) []lab.DaemonStatus { return lab.NodeDaemons(paths, cfg, node) },
-			StartScripts: func(node string) []string { return lab.NodeStartScripts(paths, node) },
+			Plan: s.Config.Plan, Hosts: s.Config.Hosts,
+			Daemons:      func(n string) ([]lab.DaemonStatus, error) { return s.Daemons(ctx, n) },
+			StartScripts: s.StartScripts,
+			OwnKernel:    s.OwnKernel,
 		},
-		Paths: paths, Runner: runner, Opener: lab.Opener,
+		Paths: s.Paths, Runner: &chaos.SessionRunner{S: s}, Opener: lab.Opener,
 		Interval: f.interval, Baseline: f.baseline, Hold: f.hold, Settle: f.settle, RecoverTimeout: f.recoverTimeout,
-		Mode: st.Mode, Progress: progress,
+		Backend: s.Backend(), Progress: progress,
 	}
-	rep := &chaosReport{Scenario: spec.String(), Lab: paths.Name, Mode: st.Mode}
+	rep := &chaosReport{Scenario: spec.String(), Lab: s.Paths.Name, Backend: s.Backend()}
 	for i := 1; i <= f.repeat; i++ {
 		res, err := chaos.Run(ctx, o, i)
 		if err != nil {
@@ -267,7 +193,7 @@ func runLine(r *chaos.Result) string {
 
 func printChaos(w io.Writer, rep *chaosReport) {
 	for _, r := range rep.Runs {
-		fmt.Fprintf(w, "chaos %s, run %d/%d (lab %q, %s mode, probes every %gms, achieved %.1fms)\n", rep.Scenario, r.Run, len(rep.Runs), rep.Lab, rep.Mode, r.Interval, r.Achieved)
+		fmt.Fprintf(w, "chaos %s, run %d/%d (lab %q, backend %s, probes every %gms, achieved %.1fms)\n", rep.Scenario, r.Run, len(rep.Runs), rep.Lab, rep.Backend, r.Interval, r.Achieved)
 		fmt.Fprintf(w, "  inject at %.2fs (done %.2fs), restore at %.2fs (done %.2fs), ", r.Inject/1000, r.InjectDone/1000, r.Restore/1000, r.RestoreDone/1000)
 		if r.Recovered {
 			fmt.Fprintf(w, "converged at %.2fs, recovered\n", r.Converged/1000)
@@ -286,7 +212,7 @@ func printChaos(w io.Writer, rep *chaosReport) {
 	if a == nil || len(rep.Runs) < 2 {
 		return
 	}
-	fmt.Fprintf(w, "chaos %s: %d runs, median / max per stream (%s mode)\n", rep.Scenario, a.Runs, rep.Mode)
+	fmt.Fprintf(w, "chaos %s: %d runs, median / max per stream (backend %s)\n", rep.Scenario, a.Runs, rep.Backend)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "STREAM\tFAULT ms med\tmax\tLOST med\tmax\tRECOVERY ms med\tmax\tLOST med\tmax\tNOTE\t")
 	row := func(s chaos.StreamAggregate) {
@@ -343,7 +269,7 @@ func writeChaosSVG(path string, rep *chaosReport) ([]string, error) {
 func chaosChart(rep *chaosReport, r *chaos.Result) svgtimeline.Chart {
 	c := svgtimeline.Chart{
 		Title:    fmt.Sprintf("backbone chaos %s (run %d/%d)", rep.Scenario, r.Run, len(rep.Runs)),
-		Subtitle: fmt.Sprintf("lab %q, %s mode; one row per probe stream, probes every %gms (achieved %.1fms); shaded: inject/restore commands running", rep.Lab, rep.Mode, r.Interval, r.Achieved),
+		Subtitle: fmt.Sprintf("lab %q, backend %s; one row per probe stream, probes every %gms (achieved %.1fms); shaded: inject/restore commands running", rep.Lab, rep.Backend, r.Interval, r.Achieved),
 		Start:    0,
 		End:      r.End / 1000,
 		Markers: []svgtimeline.Marker{

@@ -11,27 +11,6 @@ import (
 	"github.com/backbone-net/backbone/internal/chaos"
 )
 
-func TestChaosTargetArgs(t *testing.T) {
-	for _, tt := range []struct {
-		kind string
-		args []string
-		want []string
-	}{
-		{"link-shut", nil, []string{"pe101-pe201"}},
-		{"node-fail", nil, []string{"pe102"}},
-		{"daemon-restart", []string{"ldpd"}, []string{"pe101", "ldpd"}},
-		{"ipsec-rekey", []string{"pe201-pe202"}, []string{"pe201-pe202"}},
-	} {
-		s, err := chaos.ParseSpec(tt.kind, tt.args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := targetArgs(s); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("%s %v: forwarded as %v, want %v", tt.kind, tt.args, got, tt.want)
-		}
-	}
-}
-
 func sampleChaosReport() *chaosReport {
 	run := func(n int, fault float64) *chaos.Result {
 		return &chaos.Result{
@@ -43,7 +22,7 @@ func sampleChaosReport() *chaosReport {
 			},
 		}
 	}
-	rep := &chaosReport{Scenario: "link-shut pe101-pe201", Lab: "chaos", Mode: "vm", Runs: []*chaos.Result{run(1, 120), run(2, 80)}}
+	rep := &chaosReport{Scenario: "link-shut pe101-pe201", Lab: "chaos", Backend: "tcg", Runs: []*chaos.Result{run(1, 120), run(2, 80)}}
 	rep.Summary = chaos.Summarize(rep.Runs)
 	return rep
 }
@@ -57,7 +36,7 @@ func TestPrintChaos(t *testing.T) {
 		"converged at 14.00s, recovered",
 		"ce1>ce2 ipv4     120.0   120",
 		"endpoint taken down",
-		"2 runs, median / max per stream (vm mode)",
+		"2 runs, median / max per stream (backend tcg)",
 		"worst site stream",
 	} {
 		if !strings.Contains(out, want) {

@@ -1,11 +1,12 @@
 package cli
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,143 +14,139 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/lab"
-	"github.com/backbone-net/backbone/internal/lab/qemu"
-	"github.com/backbone-net/backbone/internal/lab/guest/agent"
+	"github.com/backbone-net/backbone/internal/lab/features"
+	"github.com/backbone-net/backbone/internal/lab/guest"
+	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
-	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
-// inVMEnv marks a backbone process that runs inside the lab VM: lab
-// commands then act natively instead of forwarding to the VM.
-const inVMEnv = "BACKBONE_IN_VM"
-
-func insideVM() bool { return os.Getenv(inVMEnv) == "1" }
-
-// labFlags are shared by the lab commands.
+// labFlags find the lab a command works on: --name, or the lab an intent
+// file describes (-f), or the only lab running.
 type labFlags struct {
 	name string
+	file string
 }
 
 func (f *labFlags) add(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.name, "name", "default", "lab name (the intent's name for lab up)")
+	cmd.Flags().StringVar(&f.name, "name", "", "lab name (default: the intent's name with -f, else the only lab running)")
+	cmd.Flags().StringVarP(&f.file, "file", "f", "", "intent the lab was built from")
+}
+
+// open returns the session of the lab the flags mean.
+func (f *labFlags) open() (*lab.Session, error) {
+	name, err := lab.Resolve(f.name, f.file)
+	if err != nil {
+		return nil, err
+	}
+	return lab.Open(name)
 }
 
 func newLabCmd(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "lab",
-		Short: "Run the backbone on a real Linux kernel: namespaces, FRR, strongSwan (natively or in a VM)",
+		Short: "Run the backbone on a real Linux kernel: natively, each router in a UML kernel, or in a qemu VM",
 	}
-	cmd.AddCommand(newLabUpCmd(e), newLabDownCmd(e), newLabStatusCmd(e), newLabExecCmd(e))
+	cmd.AddCommand(newLabUpCmd(e), newLabDownCmd(e), newLabStatusCmd(e), newLabExecCmd(e), newLabSetupCmd(e))
 	return cmd
 }
 
-// newLabNodeCmd is the hidden helper that enters a node and execs a
-// command there (used to start daemons).
-func newLabNodeCmd(e *env) *cobra.Command {
-	return &cobra.Command{
-		Use:    "lab-node LAB NODE -- CMD...",
-		Hidden: true,
-		Args:   cobra.MinimumNArgs(3),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return lab.ExecInNode(lab.PathsFor(args[0]), args[1], args[2:])
-		},
-	}
-}
-
 func newLabUpCmd(e *env) *cobra.Command {
-	var path, secretsPath string
+	var path, secretsPath, backend string
 	var forceVM, noVM, timings, asJSON, fromConfig bool
 	var timeout time.Duration
 	var vmMem int
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Build the backbone lab and wait until customer sites reach each other",
-		Args:  cobra.NoArgs,
+		Long: `lab up renders the intent into the lab's state directory and builds it on a
+backend that has what the routers need (MPLS, VRF, GRE, ESP):
+  native  network namespaces of this machine's kernel
+  kvm     the whole lab in a qemu VM with hardware virtualization
+  uml     each router in its own User-mode Linux kernel, CEs and the
+          underlay in namespaces here (kernels without MPLS: WSL2, CI)
+  tcg     the whole lab in a qemu VM under software emulation
+By default the first that works, in that order; the choice is remembered
+per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if forceVM && noVM {
-				return &ExitError{Code: 2, Err: errors.New("lab up: --vm and --no-vm exclude each other")}
-			}
 			ctx := cmd.Context()
+			start := time.Now()
 			progress := progressTo(e.stderr)
-			if fromConfig { // inside the VM: the host rendered the config
+			if fromConfig { // inside the qemu VM: the host rendered the config
 				name, _ := cmd.Flags().GetString("name")
-				return labUpNative(ctx, e, lab.PathsFor(name), progress, timeout, timings, asJSON, lab.ModeVM)
+				t, err := lab.UpInGuest(ctx, name, lab.UpOptions{Timeout: timeout, Progress: progress, Start: start})
+				if err != nil {
+					return err
+				}
+				return writeJSON(e.stdout, t)
+			}
+			if backend != "" && !slices.Contains(lab.Backends, backend) {
+				return &ExitError{Code: 2, Err: fmt.Errorf("lab up: unknown backend %q: use one of %s", backend, strings.Join(lab.Backends, ", "))}
+			}
+			switch {
+			case forceVM && noVM:
+				return &ExitError{Code: 2, Err: errors.New("lab up: --vm and --no-vm exclude each other")}
+			case (forceVM || noVM) && backend != "":
+				return &ExitError{Code: 2, Err: errors.New("lab up: --vm and --no-vm are old names of --backend: give only --backend")}
+			case forceVM:
+				backend = lab.BackendTCG
+			case noVM:
+				backend = lab.BackendNative
 			}
 			_, p, err := loadPlan(path, e.stderr)
 			if err != nil {
 				return err
 			}
-			paths := lab.PathsFor(p.Name)
-			if _, err := os.Stat(paths.StateFile()); err == nil {
-				return fmt.Errorf("lab %q is already up (%s): run `backbone lab down` first", p.Name, paths.StateFile())
+			paths := layout.ForLab(p.Name)
+			if _, err := os.Stat(paths.StateDir); err == nil {
+				return fmt.Errorf("lab %q is already up (%s): run `backbone lab down --name %s` first", p.Name, paths.StateDir, p.Name)
 			}
-			if qemu.Running(paths.StateDir) {
-				return fmt.Errorf("lab %q has a VM running: run `backbone lab down` first", p.Name)
+			cfg := lab.ConfigOf(p)
+			// Decide the backend before anything is written.
+			backend, err = lab.Choose(ctx, cfg.Modules(), backend, progress)
+			if err != nil {
+				return err
 			}
-			// Decide the mode before anything is written: inside the VM the
-			// guest kernel was prepared for the lab; elsewhere the kernel is
-			// checked unless --vm forces VM mode.
-			var missing []lab.Feature
-			if !insideVM() && !forceVM {
-				missing = lab.Missing(lab.Required(lab.CheckKernel(), planModules(p)))
-			}
-			if noVM && len(missing) > 0 {
-				return fmt.Errorf("lab up --no-vm: the kernel lacks %s; load the modules (modprobe %s) or drop --no-vm to run in a VM",
-					lab.FormatMissing(missing), moduleList(missing))
-			}
+			progress("backend: %s", backend)
 			files, store, err := renderPlan(p, secretsPath, paths.NodesDir())
 			if err != nil {
 				return err
 			}
-			if err := os.RemoveAll(paths.ConfigDir()); err != nil {
+			// Secrets first: configs on disk never use a key that is not stored.
+			if err := store.Save(); err != nil {
 				return err
 			}
 			if err := render.Write(paths.ConfigDir(), files); err != nil {
 				return err
 			}
-			if err := store.Save(); err != nil {
-				return err
+			source := ""
+			if path != "" && path != "-" {
+				source = path
 			}
-			if insideVM() || (!forceVM && len(missing) == 0) {
-				return labUpNative(ctx, e, paths, progress, timeout, timings, asJSON, lab.ModeNative)
+			s, err := lab.Up(ctx, paths, lab.UpOptions{Backend: backend, Source: source, Timeout: timeout, VMMemoryMiB: vmMem, Start: start, Progress: progress})
+			if err != nil {
+				return fmt.Errorf("lab up: %w\nthe lab is left as it is for inspection (`backbone lab status`, `backbone lab exec`); remove it with `backbone lab down --name %s`", err, p.Name)
 			}
-			if len(missing) > 0 {
-				progress("kernel: this kernel lacks %s; running the lab in a VM", lab.FormatMissing(missing))
-			}
-			return labUpVM(ctx, e, paths, progress, timeout, timings, asJSON, vmMem)
+			return reportUp(e, s, timings, asJSON)
 		},
 	}
 	intentFlag(cmd, &path)
-	cmd.Flags().String("name", "default", "lab name (set from the intent; used with --from-config)")
+	cmd.Flags().String("name", "", "lab name (set from the intent; used with --from-config)")
 	_ = cmd.Flags().MarkHidden("name")
+	cmd.Flags().StringVar(&backend, "backend", "", "native, kvm, uml or tcg (default: the first that works, remembered per machine)")
 	cmd.Flags().StringVar(&secretsPath, "secrets", "", "secrets store (default ~/.local/state/backbone/<name>.secrets.json)")
-	cmd.Flags().BoolVar(&forceVM, "vm", false, "run the lab inside a qemu VM even if this kernel could run it")
-	cmd.Flags().BoolVar(&noVM, "no-vm", false, "run natively; fail if this kernel lacks a feature")
+	cmd.Flags().BoolVar(&forceVM, "vm", false, "same as --backend tcg")
+	cmd.Flags().BoolVar(&noVM, "no-vm", false, "same as --backend native")
+	_ = cmd.Flags().MarkDeprecated("vm", "use --backend tcg (or kvm)")
+	_ = cmd.Flags().MarkDeprecated("no-vm", "use --backend native")
 	cmd.Flags().BoolVar(&timings, "timings", false, "print the time from start to the first CE-to-CE packet, split by phase")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result (timings) as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the lab's state (backend, nodes, timings) as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 240*time.Second, "how long to wait for convergence")
-	cmd.Flags().IntVar(&vmMem, "vm-memory", 2048, "VM memory in MiB")
-	cmd.Flags().BoolVar(&fromConfig, "from-config", false, "use the config already rendered in the lab's state directory (VM guest side)")
+	cmd.Flags().IntVar(&vmMem, "vm-memory", 2048, "qemu VM memory in MiB (kvm and tcg backends)")
+	cmd.Flags().BoolVar(&fromConfig, "from-config", false, "build from the config already rendered in the lab's state directory (qemu guest side)")
 	_ = cmd.Flags().MarkHidden("from-config")
 	return cmd
-}
-
-// planModules is the union of kernel modules the plan's routers need.
-func planModules(p *plan.Plan) []string {
-	c := &lab.Config{Plan: p, Hosts: map[string]*linux.Host{}}
-	for _, r := range p.Routers {
-		c.Hosts[r.Name] = linux.Render(p, r)
-	}
-	return c.Modules()
-}
-
-func moduleList(fs []lab.Feature) string {
-	var ms []string
-	for _, f := range fs {
-		ms = append(ms, f.Module)
-	}
-	return strings.Join(ms, " ")
 }
 
 func progressTo(w io.Writer) lab.Progress {
@@ -159,128 +156,55 @@ func progressTo(w io.Writer) lab.Progress {
 	}
 }
 
-func labUpNative(ctx context.Context, e *env, paths lab.Paths, progress lab.Progress, timeout time.Duration, timings, asJSON bool, mode string) error {
-	cfg, err := lab.LoadConfig(paths.ConfigDir())
-	if err != nil {
-		return err
-	}
-	st := &lab.State{Name: paths.Name, Mode: mode, Source: "config", Created: time.Now().UTC(), Nodes: cfg.Nodes()}
-	if err := lab.WriteState(paths, st); err != nil {
-		return err
-	}
-	t, err := lab.Up(ctx, paths, cfg, progress, timeout)
-	if err != nil {
-		if mode == lab.ModeNative {
-			return fmt.Errorf("lab up: %w\nthe lab is left as it is for inspection (`backbone lab status`, `backbone lab exec`); remove it with `backbone lab down`", err)
-		}
-		return fmt.Errorf("lab up (in VM): %w", err)
-	}
-	st.Ready, st.Timings = true, t
-	if err := lab.WriteState(paths, st); err != nil {
-		return err
-	}
-	return reportUp(e, st, timings, asJSON)
-}
-
-func reportUp(e *env, st *lab.State, timings, asJSON bool) error {
+func reportUp(e *env, s *lab.Session, timings, asJSON bool) error {
+	st := s.State
 	if asJSON {
 		return writeJSON(e.stdout, st)
 	}
-	fmt.Fprintf(e.stdout, "lab %q is up (%s mode): %d nodes; try `backbone lab exec ce1 -- ping -c3 <address>` or `backbone verify`\n", st.Name, st.Mode, len(st.Nodes))
+	fmt.Fprintf(e.stdout, "lab %q is up (backend %s): %d nodes\n", st.Name, st.Backend, len(st.Nodes))
+	if hint := tryHint(s.Config.Plan); hint != "" {
+		fmt.Fprintf(e.stdout, "try: %s\n     backbone verify\n", hint)
+	}
 	if timings && st.Timings != nil {
 		printTimings(e.stdout, st.Timings)
 	}
 	return nil
 }
 
+// tryHint is a command that shows the lab working, naming real nodes: a
+// ping from one site's CE to another site of its VRF.
+func tryHint(p *plan.Plan) string {
+	for _, a := range p.Sites {
+		for _, b := range p.Sites {
+			if a != b && a.VRF == b.VRF {
+				for _, fam := range []int{4, 6} {
+					if dst := b.Address(fam); dst.IsValid() && a.Address(fam).IsValid() {
+						return fmt.Sprintf("backbone lab exec %s -- ping -c3 %s", a.CE, dst)
+					}
+				}
+			}
+		}
+	}
+	for _, r := range p.Routers {
+		if len(r.Interfaces) > 0 {
+			return fmt.Sprintf("backbone lab exec %s -- vtysh -c 'show ip ospf neighbor'", r.Name)
+		}
+	}
+	return ""
+}
+
 func printTimings(w io.Writer, t *lab.Timings) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PHASE\tTIME")
-	if t.VMBoot > 0 {
-		fmt.Fprintf(tw, "VM boot\t%s\n", t.VMBoot.Round(time.Millisecond))
+	fmt.Fprintf(tw, "PHASE (backend %s)\tDONE AFTER\n", t.Backend)
+	if t.Boot > 0 {
+		fmt.Fprintf(tw, "boot\t%s\n", t.Boot.Round(time.Millisecond))
 	}
-	fmt.Fprintf(tw, "topology build\t%s\n", t.Topology.Round(time.Millisecond))
-	fmt.Fprintf(tw, "daemon start\t%s\n", t.Daemons.Round(time.Millisecond))
-	fmt.Fprintf(tw, "convergence\t%s\n", t.Convergence.Round(time.Millisecond))
-	fmt.Fprintf(tw, "first CE-to-CE IPv4 packet\t%s after start\n", t.FirstIPv4.Round(time.Millisecond))
-	fmt.Fprintf(tw, "first CE-to-CE IPv6 packet\t%s after start\n", t.FirstIPv6.Round(time.Millisecond))
-	if t.VMBoot > 0 {
-		fmt.Fprintf(tw, "total including VM boot\t%s\n", (t.VMBoot + t.Total).Round(time.Millisecond))
-	}
+	fmt.Fprintf(tw, "topology\t%s\n", t.Topology.Round(time.Millisecond))
+	fmt.Fprintf(tw, "daemons started\t%s\n", t.Daemons.Round(time.Millisecond))
+	fmt.Fprintf(tw, "first CE-to-CE IPv4 packet\t%s\n", t.FirstIPv4.Round(time.Millisecond))
+	fmt.Fprintf(tw, "first CE-to-CE IPv6 packet\t%s\n", t.FirstIPv6.Round(time.Millisecond))
+	fmt.Fprintf(tw, "total\t%s\n", t.Total.Round(time.Millisecond))
 	tw.Flush()
-}
-
-func labUpVM(ctx context.Context, e *env, paths lab.Paths, progress lab.Progress, timeout time.Duration, timings, asJSON bool, mem int) error {
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	progress("vm: booting a Debian kernel under qemu (state %s)", paths.StateDir)
-	m, err := qemu.Start(ctx, qemu.Config{
-		StateDir: paths.StateDir, BinaryPath: self, MemoryMiB: mem,
-		Progress: func(s string) { progress("vm: %s", s) },
-	})
-	if err != nil {
-		return fmt.Errorf("lab up: %w", err)
-	}
-	progress("vm: up in %s (%s)", m.BootDuration.Round(time.Millisecond), m.Accel)
-	args := []string{m.GuestBinary(), "lab", "up", "--from-config", "--name", paths.Name, "--timeout", timeout.String()}
-	code, err := m.Exec(ctx, agent.ExecRequest{Argv: args, Env: []string{inVMEnv + "=1"}}, io.Discard, e.stderr)
-	if err != nil {
-		return fmt.Errorf("lab up: VM: %w", err)
-	}
-	if code != 0 {
-		return &ExitError{Code: code, Err: fmt.Errorf("lab up failed inside the VM; the VM keeps running for inspection (`backbone lab exec`), remove it with `backbone lab down`")}
-	}
-	st, err := lab.ReadState(paths)
-	if err != nil {
-		return err
-	}
-	if st.Timings != nil {
-		st.Timings.VMBoot = m.BootDuration
-	}
-	if err := lab.WriteState(paths, st); err != nil {
-		return err
-	}
-	return reportUp(e, st, timings, asJSON)
-}
-
-// forward runs this same backbone command inside the lab's VM, streaming
-// its output, and returns its exit code.
-func forward(ctx context.Context, e *env, paths lab.Paths) error {
-	m, err := qemu.Attach(paths.StateDir)
-	if err != nil {
-		return fmt.Errorf("lab %q runs in a VM that does not answer: %w; run `backbone lab down`", paths.Name, err)
-	}
-	if self, err := os.Executable(); err == nil {
-		if err := m.SyncBinary(ctx, self); err != nil {
-			return err
-		}
-	}
-	req := agent.ExecRequest{Argv: append([]string{m.GuestBinary()}, e.args...), Env: []string{inVMEnv + "=1"}}
-	code, err := m.Exec(ctx, req, e.stdout, e.stderr)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return &ExitError{Code: code}
-	}
-	return nil
-}
-
-// labMode returns the mode of a running lab ("" if none is recorded).
-func labMode(paths lab.Paths) string {
-	if insideVM() {
-		return lab.ModeNative
-	}
-	st, err := lab.ReadState(paths)
-	if err != nil {
-		if qemu.Running(paths.StateDir) {
-			return lab.ModeVM
-		}
-		return ""
-	}
-	return st.Mode
 }
 
 func newLabExecCmd(e *env) *cobra.Command {
@@ -290,11 +214,18 @@ func newLabExecCmd(e *env) *cobra.Command {
 		Short: "Run a command in a node (router, CE or underlay); e.g. lab exec pe101 -- vtysh -c 'show mpls table'",
 		Args:  cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			paths := lab.PathsFor(f.name)
-			if labMode(paths) == lab.ModeVM {
-				return forward(cmd.Context(), e, paths)
+			s, err := f.open()
+			if err != nil {
+				return err
 			}
-			return lab.ExecInNode(paths, args[0], args[1:])
+			code, err := s.Exec(cmd.Context(), args[0], args[1:], e.stdin, e.stdout, e.stderr)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return &ExitError{Code: code}
+			}
+			return nil
 		},
 	}
 	f.add(cmd)
@@ -306,42 +237,24 @@ func newLabStatusCmd(e *env) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Show the lab's nodes and daemons",
+		Short: "Show the lab's backend, nodes and daemons",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			paths := lab.PathsFor(f.name)
-			mode := labMode(paths)
-			if mode == lab.ModeVM {
-				return forward(cmd.Context(), e, paths)
-			}
-			st, err := lab.ReadState(paths)
+			s, err := f.open()
 			if err != nil {
 				return err
 			}
-			cfg, err := lab.LoadConfig(paths.ConfigDir())
-			if err != nil {
-				return err
-			}
-			nodes := lab.Status(paths, cfg)
-			down := 0
-			for _, n := range nodes {
-				if !n.Present {
-					down++
-				}
-				for _, d := range n.Daemons {
-					if !d.Running {
-						down++
-					}
-				}
-			}
+			st := s.State
+			nodes := s.Status(cmd.Context())
+			down := lab.Healthy(nodes)
 			if asJSON {
-				if err := writeJSON(e.stdout, map[string]any{"lab": st, "nodes": nodes, "healthy": down == 0}); err != nil {
+				if err := writeJSON(e.stdout, map[string]any{"lab": st.Name, "backend": st.Backend, "ready": st.Ready, "timings": st.Timings, "nodes": nodes, "healthy": down == 0}); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(e.stdout, "lab %q (%s mode, ready=%v)\n", st.Name, st.Mode, st.Ready)
+				fmt.Fprintf(e.stdout, "lab %q (backend %s, ready=%v)\n", st.Name, st.Backend, st.Ready)
 				tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NODE\tNETNS\tDAEMONS")
+				fmt.Fprintln(tw, "NODE\tROLE\tRUNS IN\tDAEMONS")
 				for _, n := range nodes {
 					var ds []string
 					for _, d := range n.Daemons {
@@ -351,11 +264,10 @@ func newLabStatusCmd(e *env) *cobra.Command {
 						}
 						ds = append(ds, s)
 					}
-					ns := n.Netns
-					if !n.Present {
-						ns += " (MISSING)"
+					if !n.Up {
+						ds = []string{"DOWN: " + firstLine(n.Error)}
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", n.Node, ns, strings.Join(ds, " "))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.Role, n.Place, strings.Join(ds, " "))
 				}
 				tw.Flush()
 			}
@@ -370,6 +282,8 @@ func newLabStatusCmd(e *env) *cobra.Command {
 	return cmd
 }
 
+func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
+
 func newLabDownCmd(e *env) *cobra.Command {
 	var f labFlags
 	var asJSON bool
@@ -378,37 +292,118 @@ func newLabDownCmd(e *env) *cobra.Command {
 		Short: "Remove every namespace, process and file of the lab (also after a crash)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			paths := lab.PathsFor(f.name)
-			progress := progressTo(e.stderr)
-			if !insideVM() && qemu.Running(paths.StateDir) {
-				progress("down: stopping the lab VM")
-				if m, err := qemu.Attach(paths.StateDir); err == nil {
-					if err := m.Stop(ctx); err != nil {
-						return err
-					}
-				}
-			}
-			rep, err := lab.Down(paths, progress)
+			name, err := lab.Resolve(f.name, f.file)
 			if err != nil {
-				return err
-			}
-			if !insideVM() {
-				if _, serr := os.Stat(paths.StateDir); serr == nil {
-					rep.Removed = append(rep.Removed, paths.StateDir)
-				}
-				if err := os.RemoveAll(paths.StateDir); err != nil {
+				if errors.Is(err, lab.ErrNotUp) {
+					name = "default" // nothing recorded: clean up what a crash may have left of the default lab
+				} else {
 					return err
 				}
+			}
+			rep, err := lab.Down(name, progressTo(e.stderr))
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				return writeJSON(e.stdout, rep)
 			}
-			fmt.Fprintf(e.stdout, "lab %q is down: %d namespaces, %d processes, %d directories removed\n", f.name, len(rep.Namespaces), rep.Processes, len(rep.Removed))
+			fmt.Fprintf(e.stdout, "lab %q is down: %d namespaces, %d processes, %d directories removed\n", name, len(rep.Namespaces), rep.Processes, len(rep.Removed))
 			return nil
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was removed as JSON")
 	return cmd
+}
+
+func newLabSetupCmd(e *env) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "setup",
+		Short: "Prepare this machine for labs: fetch the kernels the backends need, check that they boot, choose the backend",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rep, err := lab.Setup(cmd.Context(), progressTo(e.stderr))
+			if rep != nil && asJSON {
+				if werr := writeJSON(e.stdout, rep); werr != nil {
+					return werr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if !asJSON {
+				fmt.Fprintf(e.stdout, "backend: %s\n", rep.Choice.Backend)
+				for _, w := range rep.Choice.Why {
+					fmt.Fprintf(e.stdout, "  not %s\n", w)
+				}
+				if rep.UML != nil {
+					fmt.Fprintf(e.stdout, "UML kernel: %s (%s, Debian %s), checked %s\n", rep.UML.Release, rep.UML.Package, rep.UML.Suite, rep.UML.Checked.Format(time.RFC3339))
+				}
+				for _, u := range rep.UMLErrors {
+					fmt.Fprintf(e.stdout, "UML: %s\n", firstLine(u))
+				}
+				if rep.QemuKernel != "" {
+					fmt.Fprintf(e.stdout, "qemu kernel: %s\n", rep.QemuKernel)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print what was found and decided as JSON")
+	return cmd
+}
+
+// newLabHiddenCmds are the commands backbone runs inside nodes and guests.
+func newLabHiddenCmds(e *env) []*cobra.Command {
+	return []*cobra.Command{
+		{
+			Use:    lab.NodeCommand + " LAB NODE -- CMD...",
+			Hidden: true,
+			Args:   cobra.MinimumNArgs(3),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return lab.ExecInNode(layout.ForLab(args[0]), args[1], args[2:])
+			},
+		},
+		{
+			Use:    lab.SetupInGuestCommand + " LAB NODE",
+			Hidden: true,
+			Args:   cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return lab.SetupHere(args[0], args[1])
+			},
+		},
+		{
+			Use:                "lab-guest-init CONFIG",
+			Hidden:             true,
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				// UML appends its own console= after ours: the kernel
+				// passes it on, so only the first argument counts.
+				if len(args) == 0 {
+					return errors.New("usage: lab-guest-init CONFIG")
+				}
+				return guest.Init(args[0], e.stderr)
+			},
+		},
+		{
+			Use:                guest.AgentCommand + " CONFIG",
+			Hidden:             true,
+			DisableFlagParsing: true,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) != 1 {
+					return errors.New("usage: " + guest.AgentCommand + " CONFIG")
+				}
+				return guest.ServeAgent(args[0], e.stderr)
+			},
+		},
+		{
+			Use:    lab.KernelCheckCommand,
+			Hidden: true,
+			Args:   cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return json.NewEncoder(e.stdout).Encode(features.Check(features.Modules()))
+			},
+		},
+	}
 }

@@ -31,14 +31,11 @@ type env struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
-	// args are the command-line arguments, for forwarding a lab command
-	// into the lab's VM unchanged.
-	args []string
 }
 
 // Execute runs the CLI with args and returns the process exit code.
 func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, args: args}
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(e)
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -68,6 +65,7 @@ func newRoot(e *env) *cobra.Command {
 	for _, add := range commandBuilders {
 		root.AddCommand(add(e))
 	}
+	root.AddCommand(newLabHiddenCmds(e)...)
 	return root
 }
 
@@ -80,7 +78,6 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newRenderCmd,
 	newLabCmd,
 	newVerifyCmd,
-	newLabNodeCmd,
 	newVMCmd,
 	newLabVMAgentCmd,
 	newChaosCmd,

@@ -2,12 +2,9 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 
 func newVerifyCmd(e *env) *cobra.Command {
 	var f labFlags
-	var path string
 	var wait, capture time.Duration
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -35,36 +31,25 @@ Exit status 0 only if every check passes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			paths := lab.PathsFor(f.name)
-			if path != "" {
-				if err := samePlan(path, paths, e.stderr); err != nil {
+			s, err := f.open()
+			if err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			if f.file != "" {
+				if err := samePlan(f.file, s, e.stderr); err != nil {
 					return err
 				}
-			}
-			if labMode(paths) == lab.ModeVM {
-				args := []string{"verify", "--name", f.name, "--wait", wait.String(), "--capture", capture.String()}
-				if asJSON {
-					args = append(args, "--json")
-				}
-				return forwardArgs(ctx, e, paths, args)
-			}
-			cfg, err := lab.LoadConfig(paths.ConfigDir())
-			if err != nil {
-				return fmt.Errorf("verify: %w (is lab %q up? run `backbone lab up`)", err, f.name)
-			}
-			col, err := lab.NewCollector(paths)
-			if err != nil {
-				return err
 			}
 			opt := verify.Options{Capture: capture}
 			var rep *verify.Report
 			if wait > 0 {
-				rep = verify.Wait(ctx, cfg.Plan, col, opt, wait, func(r *verify.Report) {
+				rep = verify.Wait(ctx, s.Config.Plan, s, opt, wait, func(r *verify.Report) {
 					fmt.Fprintf(e.stderr, "verify: %d of %d checks failing after %s, retrying (--wait %s)\n", r.Failed, r.Passed+r.Failed, r.Duration.Round(time.Second), wait)
 				})
 			} else {
-				rep = verify.Run(ctx, cfg.Plan, col, opt)
+				rep = verify.Run(ctx, s.Config.Plan, s, opt)
 			}
+			rep.Lab, rep.Backend = s.Paths.Name, s.Backend()
 			if asJSON {
 				if err := writeJSON(e.stdout, rep); err != nil {
 					return err
@@ -79,7 +64,6 @@ Exit status 0 only if every check passes.`,
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVarP(&path, "file", "f", "", "intent the lab must match (default: the plan the lab was built from)")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "retry until every check passes or this time is up (e.g. 60s, right after lab up)")
 	cmd.Flags().DurationVar(&capture, "capture", 3*time.Second, "how long to capture the underlay for cleartext")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -87,18 +71,15 @@ Exit status 0 only if every check passes.`,
 }
 
 // samePlan checks that the intent at path plans exactly what the lab runs.
-func samePlan(path string, paths lab.Paths, w io.Writer) error {
+func samePlan(path string, s *lab.Session, w io.Writer) error {
 	_, p, err := loadPlan(path, w)
 	if err != nil {
 		return err
 	}
-	want, _ := json.MarshalIndent(p, "", "  ")
-	got, err := os.ReadFile(filepath.Join(paths.ConfigDir(), "plan.json"))
-	if err != nil {
-		return fmt.Errorf("verify: lab %q is not up: %w", paths.Name, err)
-	}
-	if !bytes.Equal(bytes.TrimSpace(want), bytes.TrimSpace(got)) {
-		return fmt.Errorf("verify: lab %q runs a different plan than %s: rebuild it (backbone lab down; backbone lab up -f %s)", paths.Name, path, path)
+	want, _ := json.Marshal(p)
+	got, _ := json.Marshal(s.Config.Plan)
+	if !bytes.Equal(want, got) {
+		return fmt.Errorf("verify: lab %q runs a different plan than %s: rebuild it (backbone lab down --name %s; backbone lab up -f %s)", s.Paths.Name, path, s.Paths.Name, path)
 	}
 	return nil
 }
@@ -117,13 +98,5 @@ func printReport(w io.Writer, rep *verify.Report) {
 		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "verify: %d passed, %d failed in %s (%d attempt(s))\n", rep.Passed, rep.Failed, rep.Duration.Round(100*time.Millisecond), rep.Attempts)
-}
-
-// forwardArgs runs backbone with args inside the lab's VM.
-func forwardArgs(ctx context.Context, e *env, paths lab.Paths, args []string) error {
-	saved := e.args
-	e.args = args
-	defer func() { e.args = saved }()
-	return forward(ctx, e, paths)
+	fmt.Fprintf(w, "verify: %d passed, %d failed in %s (%d attempt(s), lab %q, backend %s)\n", rep.Passed, rep.Failed, rep.Duration.Round(100*time.Millisecond), rep.Attempts, rep.Lab, rep.Backend)
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/backbone-net/backbone/internal/lab/qemu"
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
+	"github.com/backbone-net/backbone/internal/lab/qemu"
 )
 
 // newLabVMAgentCmd is the guest side of VM mode: the VM's init and agent.
@@ -89,7 +89,7 @@ type vmCheckResult struct {
 	Accel        string            `json:"accel"`
 	Kernel       string            `json:"kernel"`
 	BootDuration time.Duration     `json:"boot_ns"`
-	Timings      []qemu.Timing       `json:"timings"`
+	Timings      []qemu.Timing     `json:"timings"`
 	Steps        []vmCheckStep     `json:"steps"`
 	Shutdown     time.Duration     `json:"shutdown_ns"`
 	GuestInit    *agent.InitReport `json:"guest_init,omitempty"`

@@ -4,6 +4,8 @@
 package layout
 
 import (
+	"io"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -21,8 +23,9 @@ const CacheDir = "/var/cache/backbone"
 //	lab.json            the lab's state record (backend, nodes, timings)
 //	config/             the rendered configuration (render's layout)
 //	bin/backbone        the backbone binary the lab's guests run
+//	start/<node>/       the scripts that start a node's daemons
 //	machines/<node>/    one UML kernel per router: console log, pid, agent token
-//	vm/                 the qemu VM of the kvm and tcg backends
+//	qemu.pid, vm.json   the qemu VM of the kvm and tcg backends (console.log, ...)
 //	run/                runtime files of the routers (sockets, pids, logs);
 //	                    local to the kernel that runs them: a tmpfs inside
 //	                    a guest, since unix sockets cannot live on a share
@@ -51,8 +54,10 @@ func (l Lab) Binary() string { return filepath.Join(l.StateDir, "bin", "backbone
 // MachineDir holds the host-side files of one node's UML kernel.
 func (l Lab) MachineDir(node string) string { return filepath.Join(l.StateDir, "machines", node) }
 
-// VMDir holds the host-side files of the lab's qemu VM.
-func (l Lab) VMDir() string { return filepath.Join(l.StateDir, "vm") }
+// StartScript is the script that starts one phase of a node's daemons.
+func (l Lab) StartScript(node, phase string) string {
+	return filepath.Join(l.StateDir, "start", node, phase+".sh")
+}
 
 // RunDir holds the routers' runtime files.
 func (l Lab) RunDir() string { return filepath.Join(l.StateDir, "run") }
@@ -85,3 +90,43 @@ func (l Lab) NodeOfNetns(ns string) (string, bool) {
 // RuntimeDir is the runtime directory rendered configs use for backbone
 // name when no lab chooses one: the lab's nodes directory.
 func RuntimeDir(name string) string { return ForLab(name).NodesDir() }
+
+// InstallBinary copies the backbone executable at src to Binary(), unless
+// the copy there is already the same file (size and modification time).
+// The copy gets a new inode: guests running the old one keep it until it
+// exits.
+func (l Lab) InstallBinary(src string) error { return copyIfChanged(src, l.Binary()) }
+
+func copyIfChanged(src, dst string) error {
+	si, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if di, err := os.Stat(dst); err == nil && di.Size() == si.Size() && di.ModTime().Equal(si.ModTime()) {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if err := os.Chtimes(tmp, si.ModTime(), si.ModTime()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render/frr"
 	"github.com/backbone-net/backbone/internal/render/linux"
@@ -27,17 +28,14 @@ type File struct {
 // Options control runtime paths baked into the configs.
 type Options struct {
 	// RuntimeDir is where routers keep runtime files (sockets, logs); each
-	// router uses RuntimeDir/<router>. Default /run/backbone/<name>.
+	// router uses RuntimeDir/<router>. Default: the lab's (layout.RuntimeDir).
 	RuntimeDir string
 }
-
-// DefaultRuntimeDir is the runtime directory of backbone name.
-func DefaultRuntimeDir(name string) string { return filepath.Join("/run/backbone", name) }
 
 // Files renders every file of the plan, sorted by path.
 func Files(p *plan.Plan, keys strongswan.Credentials, opt Options) []File {
 	if opt.RuntimeDir == "" {
-		opt.RuntimeDir = DefaultRuntimeDir(p.Name)
+		opt.RuntimeDir = layout.RuntimeDir(p.Name)
 	}
 	var out []File
 	add := func(path string, data []byte, mode os.FileMode) {
@@ -53,8 +51,8 @@ func Files(p *plan.Plan, keys strongswan.Credentials, opt Options) []File {
 		add(filepath.Join(r.Name, "linux.sh"), linux.Script(h), 0o755)
 		if strongswan.Needed(r) {
 			paths := strongswan.Paths{Dir: filepath.Join(opt.RuntimeDir, r.Name)}
-			add(filepath.Join(r.Name, "strongswan.conf"), strongswan.StrongswanConf(r, paths), 0o644)
-			add(filepath.Join(r.Name, "swanctl.conf"), strongswan.SwanctlConf(p, r), 0o644)
+			add(filepath.Join(r.Name, strongswan.ConfFile), strongswan.StrongswanConf(r, paths), 0o644)
+			add(filepath.Join(r.Name, strongswan.SwanctlFile), strongswan.SwanctlConf(p, r), 0o644)
 			add(filepath.Join(r.Name, strongswan.SecretsFile), strongswan.SecretsConf(p, r, keys), 0o600)
 			if p.Encryption.Auth == "pubkey" {
 				cert, key := keys.RouterCert(r.Name)

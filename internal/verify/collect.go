@@ -125,7 +125,7 @@ const sectionMark = "### backbone-section "
 
 // collect gathers every backbone router's state in parallel: one vtysh
 // run with all queries, and one shell run with the kernel queries.
-func collect(ctx context.Context, p *plan.Plan, c Collector) map[string]*routerState {
+func collect(ctx context.Context, p *plan.Plan, c collector) map[string]*routerState {
 	out := map[string]*routerState{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -146,7 +146,7 @@ func collect(ctx context.Context, p *plan.Plan, c Collector) map[string]*routerS
 	return out
 }
 
-func collectRouter(ctx context.Context, c Collector, r *plan.Router) *routerState {
+func collectRouter(ctx context.Context, c collector, r *plan.Router) *routerState {
 	st := &routerState{vrfRIB: map[string]map[string][]ribRoute{}, shell: map[string]string{}}
 	cmds := vtyshCommands(r)
 	argv := []string{"vtysh"}

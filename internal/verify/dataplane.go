@@ -32,7 +32,7 @@ func refusedLoudly(out string) bool {
 // checkDataPlane pings between every ordered pair of sites of a VRF, over
 // both families: reachability, the planned largest packet with DF set, and
 // one byte more, which must be refused rather than silently dropped.
-func checkDataPlane(ctx context.Context, p *plan.Plan, c Collector, r *recorder) {
+func checkDataPlane(ctx context.Context, p *plan.Plan, c collector, r *recorder) {
 	type job struct {
 		a, b *plan.Site
 		fam  int
@@ -66,7 +66,7 @@ func checkDataPlane(ctx context.Context, p *plan.Plan, c Collector, r *recorder)
 	}
 }
 
-func pingPair(ctx context.Context, c Collector, a, b *plan.Site, fam int, r *recorder) {
+func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *recorder) {
 	src, dst := a.Address(fam), b.Address(fam)
 	famFlag := "-4"
 	hdr := 28 // IPv4 + ICMP
@@ -113,7 +113,7 @@ func firstLine(out string, keys ...string) string {
 
 // run returns a command's standard output followed by its error (which
 // carries standard error): ping reports local refusals there.
-func run(ctx context.Context, c Collector, node string, argv ...string) string {
+func run(ctx context.Context, c collector, node string, argv ...string) string {
 	out, err := c.Run(ctx, node, argv...)
 	if err != nil {
 		return string(out) + "\n" + err.Error()

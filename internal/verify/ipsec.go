@@ -177,7 +177,7 @@ func checkSAs(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 
 // checkCapture captures the underlay between PEs for d and counts what is
 // not ESP or IKE: any cleartext GRE, VXLAN, OSPF, LDP or BGP fails.
-func checkCapture(ctx context.Context, p *plan.Plan, c Collector, d time.Duration, r *recorder) {
+func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duration, r *recorder) {
 	if !p.Encryption.Enabled {
 		return
 	}

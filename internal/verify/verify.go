@@ -1,8 +1,8 @@
 // Package verify proves a running backbone against its plan: control plane
 // (OSPFv2/v3, LDP, BGP VPNv4/VPNv6), data plane (site-to-site reachability
 // and MTU), encryption (SAs and a capture of the underlay) and kernel state.
-// It reads the network only through a Collector, so the same checks run on
-// a lab today and on real hosts over SSH later.
+// It reads the network only through node.Runner values, so the same checks
+// run on a lab (any backend) and on real hosts.
 package verify
 
 import (
@@ -13,14 +13,26 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
 )
 
-// Collector runs commands on the backbone's nodes.
-type Collector interface {
+// collector runs commands on the backbone's nodes.
+type collector interface {
 	// Run runs argv on node and returns its standard output. A non-zero
 	// exit is an error that carries the command's standard error.
 	Run(ctx context.Context, node string, argv ...string) ([]byte, error)
+}
+
+// nodesCollector is the collector of a set of nodes.
+type nodesCollector struct{ nodes node.Nodes }
+
+func (c nodesCollector) Run(ctx context.Context, name string, argv ...string) ([]byte, error) {
+	r, err := c.nodes.Node(name)
+	if err != nil {
+		return nil, err
+	}
+	return node.Output(ctx, r, argv...)
 }
 
 // Groups of checks, in report order.
@@ -47,6 +59,9 @@ type Result struct {
 
 // Report is a verification run.
 type Report struct {
+	// Lab and Backend say where the numbers come from (set by the caller).
+	Lab      string        `json:"lab,omitempty"`
+	Backend  string        `json:"backend,omitempty"`
 	Results  []Result      `json:"results"`
 	Passed   int           `json:"passed"`
 	Failed   int           `json:"failed"`
@@ -64,7 +79,11 @@ type Options struct {
 }
 
 // Run performs every check once.
-func Run(ctx context.Context, p *plan.Plan, c Collector, opt Options) *Report {
+func Run(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options) *Report {
+	return runChecks(ctx, p, nodesCollector{nodes}, opt)
+}
+
+func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Report {
 	if opt.Capture == 0 {
 		opt.Capture = 3 * time.Second
 	}
@@ -105,11 +124,11 @@ func Run(ctx context.Context, p *plan.Plan, c Collector, opt Options) *Report {
 
 // Wait runs verification until every check passes or the time is up,
 // returning the last report.
-func Wait(ctx context.Context, p *plan.Plan, c Collector, opt Options, d time.Duration, progress func(*Report)) *Report {
+func Wait(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options, d time.Duration, progress func(*Report)) *Report {
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for attempt := 1; ; attempt++ {
-		rep := Run(ctx, p, c, opt)
+		rep := Run(ctx, p, nodes, opt)
 		rep.Attempts = attempt
 		rep.Duration = time.Since(start)
 		if rep.OK() || time.Now().After(deadline) || ctx.Err() != nil {

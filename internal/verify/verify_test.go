@@ -3,10 +3,11 @@ package verify
 import (
 	"context"
 	"fmt"
-	"github.com/backbone-net/backbone/internal/intent/intenttest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
 
 	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/plan"

@@ -126,12 +126,9 @@ func (idx *Index) File(name string) string {
 // process (no modprobe per module: process starts are slow under
 // emulation) and in parallel where the dependency graph allows. Names the
 // kernel lacks or that fail are reported, not fatal.
-func Load(names []string) (loaded []string, errs map[string]string) {
+func Load(dir string, names []string) (loaded []string, errs map[string]string) {
 	errs = map[string]string{}
-	var u unix.Utsname
-	unix.Uname(&u)
-	rel := unix.ByteSliceToString(u.Release[:])
-	idx, err := LoadIndex(filepath.Join("/lib/modules", rel))
+	idx, err := LoadIndex(dir)
 	if err != nil {
 		for _, n := range names {
 			errs[Name(n)] = err.Error()

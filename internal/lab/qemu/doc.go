@@ -34,7 +34,7 @@
 //     tmpfs is faster than paging it over 9p) and switch_root to
 //     "/run/backbone-vm/backbone lab-vm-agent --init".
 //  3. Stage 2, Go as PID 1 (RunGuest --init): mount /dev/pts, /dev/shm,
-//     bpf and cgroup2, set the hostname, load GuestModules with
+//     bpf and cgroup2, set the hostname, load DeviceModules and the lab's modules with
 //     finit_module (logging the ones that fail), put lo up and 10.0.2.15/24
 //     on the virtio NIC (found by MAC) over netlink, then start the agent
 //     as a child and reap orphans forever.

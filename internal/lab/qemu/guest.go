@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/backbone-net/backbone/internal/lab/guest"
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 	"github.com/backbone-net/backbone/internal/lab/kmod"
 )
@@ -55,7 +55,7 @@ func RunGuest(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the token clients must present")
 	fs.StringVar(&o.listen, "listen", fmt.Sprintf("%s:%d", GuestIP, AgentPort), "agent listen address")
 	fs.StringVar(&o.mac, "mac", GuestMAC, "MAC address of the control interface")
-	fs.StringVar(&modules, "modules", strings.Join(GuestModules, ","), "kernel modules to load (comma-separated)")
+	fs.StringVar(&modules, "modules", strings.Join(DeviceModules, ","), "kernel modules to load (comma-separated)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,22 +73,13 @@ func (o guestOptions) logf(format string, args ...any) {
 	fmt.Fprintf(o.log, "backbone-init: "+format+"\n", args...)
 }
 
-func uptime() time.Duration {
-	b, err := os.ReadFile("/proc/uptime")
-	if err != nil {
-		return 0
-	}
-	f, _ := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
-	return time.Duration(f * float64(time.Second))
-}
-
 func guestInit(o guestOptions, args []string) error {
 	if os.Getpid() != 1 {
 		return errors.New("lab-vm-agent --init only runs as PID 1 inside the backbone VM")
 	}
 	// PID 1 gets no default signal actions; keep it that way for Go.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
-	now := uptime()
+	now := guest.Uptime()
 	rep := agent.InitReport{KernelBoot: now, ModuleErrors: map[string]string{}}
 	if b, err := os.ReadFile(stage1TimesPath); err == nil {
 		var t0, t1 float64
@@ -143,7 +134,7 @@ func guestInit(o guestOptions, args []string) error {
 	}
 
 	mt := time.Now()
-	rep.ModulesLoaded, rep.ModuleErrors = kmod.Load(o.modules)
+	rep.ModulesLoaded, rep.ModuleErrors = kmod.Load(runningModulesDir(), o.modules)
 	rep.Modules = time.Since(mt)
 	for _, m := range o.modules {
 		if e, ok := rep.ModuleErrors[kmod.Name(m)]; ok {
@@ -170,54 +161,10 @@ func guestInit(o guestOptions, args []string) error {
 	}
 	argv := append([]string{os.Args[0]}, os.Args[1:len(os.Args)-len(args)]...)
 	argv = append(argv, childArgs...)
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return fatal("open %s: %v", os.DevNull, err)
+	if err := guest.Supervise(argv, agent.DefaultEnv, o.logf); err != nil {
+		return fatal("%v", err)
 	}
-	var agentPID int
-	startAgent := func() {
-		p, err := os.StartProcess("/proc/self/exe", argv, &os.ProcAttr{
-			Dir:   "/",
-			Env:   agent.DefaultEnv,
-			Files: []*os.File{devnull, os.Stdout, os.Stderr},
-		})
-		if err != nil {
-			o.logf("start agent: %v", err)
-			agentPID = 0
-			return
-		}
-		agentPID = p.Pid
-		p.Release()
-	}
-	startAgent()
-	var restarts []time.Time
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if err != nil {
-			if err == unix.ECHILD {
-				time.Sleep(time.Second)
-			}
-			if agentPID == 0 {
-				restarts = append(restarts, time.Now())
-				if len(restarts) >= 5 && time.Since(restarts[len(restarts)-5]) < time.Minute {
-					return fatal("the agent cannot be started")
-				}
-				startAgent()
-			}
-			continue
-		}
-		if pid != agentPID {
-			continue
-		}
-		o.logf("agent exited (%v); restarting", ws)
-		restarts = append(restarts, time.Now())
-		if len(restarts) >= 5 && time.Since(restarts[len(restarts)-5]) < time.Minute {
-			return fatal("the agent keeps exiting")
-		}
-		time.Sleep(500 * time.Millisecond)
-		startAgent()
-	}
+	return nil
 }
 
 func setupNetwork(mac, cidr string) error {
@@ -280,13 +227,10 @@ func guestServe(o guestOptions) error {
 		Token: token,
 		Info: func() agent.Info {
 			h, _ := os.Hostname()
-			return agent.Info{Kernel: kernel, Hostname: h, Uptime: uptime(), Init: rep}
+			return agent.Info{Kernel: kernel, Hostname: h, Uptime: guest.Uptime(), Init: rep}
 		},
-		Poweroff: func() {
-			unix.Sync()
-			unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
-		},
-		Logf: func(format string, args ...any) { fmt.Fprintf(o.log, format+"\n", args...) },
+		Poweroff: guest.PowerOff,
+		Logf:     func(format string, args ...any) { fmt.Fprintf(o.log, format+"\n", args...) },
 	}
 	var ln net.Listener
 	var err error
@@ -300,10 +244,17 @@ func guestServe(o guestOptions) error {
 	if err != nil {
 		return fmt.Errorf("agent listen on %s: %w", o.listen, err)
 	}
-	fmt.Fprintf(o.log, "backbone-agent: listening on %s at %.2fs\n", o.listen, uptime().Seconds())
+	fmt.Fprintf(o.log, "backbone-agent: listening on %s at %.2fs\n", o.listen, guest.Uptime().Seconds())
 	if o.stateDir != "" {
 		// Tells the host (watching the shared state dir) to connect now.
-		os.WriteFile(filepath.Join(o.stateDir, readyName), fmt.Appendf(nil, "%s\n", uptime()), 0o644)
+		os.WriteFile(filepath.Join(o.stateDir, readyName), fmt.Appendf(nil, "%s\n", guest.Uptime()), 0o644)
 	}
 	return srv.Serve(context.Background(), ln)
+}
+
+// runningModulesDir is the running kernel's /lib/modules/<release>.
+func runningModulesDir() string {
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	return filepath.Join("/lib/modules", unix.ByteSliceToString(u.Release[:]))
 }

@@ -17,14 +17,9 @@ import (
 // virtio and overlayfs. Their dependencies are added from modules.dep.
 var bootModules = []string{"virtio_pci", "9pnet_virtio", "9p", "overlay"}
 
-// GuestModules are loaded by the guest init (stage 2), in this order; the
-// ones the kernel does not have are logged and skipped.
-var GuestModules = []string{
-	"virtio_net", "virtio_rng",
-	"mpls_router", "mpls_iptunnel", "vrf", "ip6_gre", "ip_gre", "vxlan",
-	"esp4", "esp6", "chacha20poly1305", "dummy", "veth", "bridge",
-	"sch_netem", "xfrm_user", "xfrm_interface", "af_key",
-}
+// DeviceModules are the VM's own devices (control NIC, entropy); the
+// guest init (stage 2) loads them with the modules the lab asks for.
+var DeviceModules = []string{"virtio_net", "virtio_rng"}
 
 // 9p mount options. The host root is read-only, so it can be cached
 // aggressively; the state share must be coherent in both directions.

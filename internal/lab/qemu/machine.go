@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
+	"github.com/backbone-net/backbone/internal/layout"
 )
 
 // Config describes a VM to start.
@@ -43,7 +44,7 @@ type Config struct {
 	// AgentArgs is the subcommand that starts the guest agent in
 	// BinaryPath (default "lab-vm-agent").
 	AgentArgs []string
-	// Modules are loaded by the guest init (default GuestModules).
+	// Modules are loaded by the guest init (default DeviceModules; the lab adds what its routers need).
 	Modules []string
 	// BootTimeout bounds the wait for the agent (default 120s);
 	// KVMProbeTimeout the KVM attempt under auto (default 8s).
@@ -142,7 +143,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.AgentArgs = []string{"lab-vm-agent"}
 	}
 	if c.Modules == nil {
-		c.Modules = GuestModules
+		c.Modules = DeviceModules
 	}
 	if c.BootTimeout == 0 {
 		c.BootTimeout = 120 * time.Second
@@ -164,7 +165,7 @@ const GuestBinaryPath = "/run/backbone-vm/backbone"
 // hostBinary is the copy of the backbone executable in the state dir,
 // which the initramfs copies to GuestBinaryPath.
 func hostBinary(stateDir string) string {
-	return filepath.Join(stateDir, binDirName, "backbone")
+	return layout.Lab{StateDir: stateDir}.Binary()
 }
 
 // canonicalDir resolves symlinks in dir when it exists.
@@ -248,7 +249,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	phase("kernel cache", t)
 
 	t = time.Now()
-	if err := copyIfChanged(cfg.BinaryPath, hostBinary(cfg.StateDir)); err != nil {
+	if err := (layout.Lab{StateDir: cfg.StateDir}).InstallBinary(cfg.BinaryPath); err != nil {
 		return nil, fmt.Errorf("copy %s into the VM state dir: %w", cfg.BinaryPath, err)
 	}
 	token, err := newToken()
@@ -562,42 +563,6 @@ func newToken() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-// copyIfChanged copies src to dst (mode 0755) unless dst already has the
-// same size and modification time.
-func copyIfChanged(src, dst string) error {
-	si, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	if di, err := os.Stat(dst); err == nil && di.Size() == si.Size() && di.ModTime().Equal(si.ModTime()) {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	if err := os.Chtimes(tmp, si.ModTime(), si.ModTime()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
-
 // tail returns the last n lines of a file (or a note that it is missing).
 func tail(name string, n int) string {
 	b, err := os.ReadFile(name)
@@ -636,44 +601,4 @@ func consoleSummary(name string, n int) string {
 	}
 	fmt.Fprintf(&sb, "--- last lines of %s ---\n%s", name, strings.Join(lines[cut:], "\n"))
 	return sb.String()
-}
-
-// kvmUnusable returns why KVM should not be tried, or "".
-func kvmUnusable(cacheDir, qemu string) string {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return fmt.Sprintf("/dev/kvm not usable (%v)", err)
-	}
-	f.Close()
-	b, err := os.ReadFile(filepath.Join(cacheDir, "kvm-probe"))
-	if err == nil && strings.HasPrefix(string(b), kvmProbeKey(qemu)+"\n") {
-		return fmt.Sprintf("a KVM guest failed to boot earlier on this host kernel and qemu (delete %s to retry)", filepath.Join(cacheDir, "kvm-probe"))
-	}
-	return ""
-}
-
-// kvmProbeKey identifies the host kernel and qemu build a KVM failure was
-// seen with.
-func kvmProbeKey(qemu string) string {
-	var u syscall.Utsname
-	syscall.Uname(&u)
-	rel := make([]byte, 0, len(u.Release))
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		rel = append(rel, byte(c))
-	}
-	key := "host=" + string(rel)
-	if fi, err := os.Stat(qemu); err == nil {
-		key += fmt.Sprintf(" qemu=%d/%d", fi.Size(), fi.ModTime().Unix())
-	}
-	return key
-}
-
-func firstLine(err error) string { return strings.SplitN(err.Error(), "\n", 2)[0] }
-
-func rememberKVMFailure(cacheDir, qemu string, cause error) {
-	msg := firstLine(cause)
-	os.WriteFile(filepath.Join(cacheDir, "kvm-probe"), []byte(kvmProbeKey(qemu)+"\nfailed: "+msg+"\n"), 0o644)
 }

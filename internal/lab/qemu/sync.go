@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
+	"github.com/backbone-net/backbone/internal/layout"
 )
 
 // SyncBinary makes the guest run the same backbone as hostPath: when the
@@ -23,7 +24,7 @@ func (m *Machine) SyncBinary(ctx context.Context, hostPath string) error {
 	if di, err := os.Stat(shared); err == nil && di.Size() == si.Size() && di.ModTime().Equal(si.ModTime()) {
 		return nil
 	}
-	if err := copyIfChanged(hostPath, shared); err != nil {
+	if err := (layout.Lab{StateDir: m.StateDir}).InstallBinary(hostPath); err != nil {
 		return fmt.Errorf("copy backbone into the VM's state: %w", err)
 	}
 	tmp := GuestBinaryPath + ".new"

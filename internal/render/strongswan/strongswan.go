@@ -26,8 +26,15 @@ func (p Paths) VICISocket() string { return filepath.Join(p.Dir, "charon.vici") 
 // Log is charon's log file.
 func (p Paths) Log() string { return filepath.Join(p.Dir, "charon.log") }
 
-// SecretsFile is the name of the 0600 file swanctl.conf includes.
-const SecretsFile = "swanctl-secrets.conf"
+// File names of a router's strongSwan configuration.
+const (
+	// ConfFile is charon's and swanctl's strongswan.conf.
+	ConfFile = "strongswan.conf"
+	// SwanctlFile holds the connections.
+	SwanctlFile = "swanctl.conf"
+	// SecretsFile is the 0600 file swanctl.conf includes.
+	SecretsFile = "swanctl-secrets.conf"
+)
 
 // Needed reports whether router r runs charon (a PE with an encrypted link).
 func Needed(r *plan.Router) bool {

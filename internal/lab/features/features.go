@@ -1,9 +1,13 @@
-package lab
+// Package features proves that a kernel can run the lab: each feature
+// (MPLS forwarding and label push, VRF, ip6gre, VXLAN, ESP with the AEAD
+// cipher, veth, dummy) is used for real in a throwaway network namespace.
+package features
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/backbone-net/backbone/internal/lab/netconf"
 	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
@@ -23,14 +28,12 @@ type Feature struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// KernelModules are loaded (where possible) before checking features.
-var kernelModules = []string{"mpls_router", "mpls_iptunnel", "vrf", "ip6_gre", "ip_gre", "vxlan", "esp4", "esp6", "xfrm_user", "chacha20poly1305", "dummy", "veth"}
-
-// CheckKernel loads the modules the lab needs where it can, then proves
-// each feature by using it in a throwaway network namespace.
-func CheckKernel() []Feature {
+// Check loads modules where the kernel can load them, then proves each
+// feature by using it in a throwaway network namespace. Every feature is
+// checked; Required keeps the ones a lab needs.
+func Check(modules []string) []Feature {
 	if path, err := exec.LookPath("modprobe"); err == nil {
-		for _, m := range kernelModules {
+		for _, m := range modules {
 			_ = exec.Command(path, "-q", m).Run()
 		}
 	}
@@ -46,6 +49,27 @@ func CheckKernel() []Feature {
 		out = probeFeatures()
 	}()
 	<-done
+	return out
+}
+
+// Modules are the modules the checks exercise.
+func Modules() []string {
+	return []string{"veth", "dummy", "vrf", "ip6_gre", "vxlan", "mpls_router", "mpls_iptunnel", "esp6", "xfrm_user", "chacha20poly1305"}
+}
+
+// Required keeps the features whose module is among modules (and those
+// that need no module).
+func Required(fs []Feature, modules []string) []Feature {
+	need := map[string]bool{}
+	for _, m := range modules {
+		need[m] = true
+	}
+	var out []Feature
+	for _, f := range fs {
+		if need[f.Module] || f.Module == "" {
+			out = append(out, f)
+		}
+	}
 	return out
 }
 
@@ -84,7 +108,7 @@ func probeFeatures() []Feature {
 			return netlink.LinkAdd(&netlink.Vrf{LinkAttrs: netlink.LinkAttrs{Name: "bbchk3"}, Table: 4242})
 		}),
 		check("ip6gre", "ip6_gre", func() error {
-			return addIP6GRE(linux.Device{Name: "bbchk4", Kind: linux.KindIP6GRE, Local: mustAddr("fd00::1"), Remote: mustAddr("fd00::2"), TTL: 64, EncapLimitNone: true})
+			return netconf.AddIP6GRE(linux.Device{Name: "bbchk4", Kind: linux.KindIP6GRE, Local: netip.MustParseAddr("fd00::1"), Remote: netip.MustParseAddr("fd00::2"), TTL: 64, EncapLimitNone: true})
 		}),
 		check("VXLAN", "vxlan", func() error {
 			return netlink.LinkAdd(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: "bbchk5"}, VxlanId: 42, SrcAddr: net.ParseIP("fd00::1"), Group: net.ParseIP("fd00::2"), Port: 4789})
@@ -93,7 +117,7 @@ func probeFeatures() []Feature {
 			if _, err := os.Stat("/proc/sys/net/mpls/platform_labels"); err != nil {
 				return errors.New("no /proc/sys/net/mpls: the kernel has no MPLS_ROUTING")
 			}
-			return writeSysctl("net.mpls.platform_labels", "1000")
+			return netconf.Sysctl("net.mpls.platform_labels", "1000")
 		}),
 		check("MPLS tunnels (label push)", "mpls_iptunnel", func() error {
 			if lo == nil {

@@ -5,21 +5,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/backbone-net/backbone/internal/lab/namespace"
+	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/probe"
 )
 
-// Opener runs functions inside the lab's namespaces, for the probe package.
-func Opener(ns string, fn func() error) error {
-	if ns == "" {
-		return fn()
-	}
-	return inNetns(ns, fn)
-}
+// Opener opens probe sockets inside the lab's namespaces of this machine.
+func Opener(ns string, fn func() error) error { return namespace.Do(ns, fn) }
 
 // SiteStreams returns probe streams in both directions between every pair
 // of sites of a VRF, for both families.
-func SiteStreams(p Paths, pl *plan.Plan, interval time.Duration) []probe.Stream {
+func SiteStreams(p layout.Lab, pl *plan.Plan, interval time.Duration) []probe.Stream {
 	var out []probe.Stream
 	for i, a := range pl.Sites {
 		for j, b := range pl.Sites {
@@ -44,33 +41,34 @@ func SiteStreams(p Paths, pl *plan.Plan, interval time.Duration) []probe.Stream 
 }
 
 // waitFirstPackets probes every site pair and returns, per family, the
-// time until the last stream of that family saw its first packet.
-func waitFirstPackets(ctx context.Context, p Paths, pl *plan.Plan, timeout time.Duration, progress Progress) (map[int]time.Duration, error) {
-	streams := SiteStreams(p, pl, 20*time.Millisecond)
+// time since start at which the last stream of that family saw its first
+// packet.
+func (s *Session) waitFirstPackets(ctx context.Context, start time.Time, timeout time.Duration, progress Progress) (map[int]time.Duration, error) {
+	out := map[int]time.Duration{}
+	streams := SiteStreams(s.Paths, s.Config.Plan, 20*time.Millisecond)
 	if len(streams) == 0 {
-		return map[int]time.Duration{}, nil
+		return out, nil
 	}
 	sess, err := probe.Start(ctx, Opener, streams)
 	if err != nil {
 		return nil, err
 	}
 	defer sess.Stop()
+	offset := time.Since(start) - sess.Now()
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	first, err := sess.WaitFirst(wctx)
 	if err != nil {
 		return nil, fmt.Errorf("not converged after %s: %w", timeout, err)
 	}
-	out := map[int]time.Duration{}
 	for i, st := range streams {
 		fam := 6
 		if st.From.Addr.Is4() {
 			fam = 4
 		}
-		if first[i] > out[fam] {
-			out[fam] = first[i]
-		}
-		progress("convergence: first packet %s after %s", st.Name, first[i].Round(time.Millisecond))
+		at := first[i] + offset
+		out[fam] = max(out[fam], at)
+		progress("convergence: first packet %s at %s", st.Name, at.Round(time.Millisecond))
 	}
 	return out, nil
 }

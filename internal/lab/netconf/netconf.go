@@ -1,4 +1,9 @@
-package lab
+// Package netconf applies a router's rendered Linux configuration
+// (render/linux's Host) to the current network namespace through netlink:
+// sysctls, devices (loopback, VRF, ip6gre, GRE, VXLAN, bridges), addresses
+// and routes. It runs wherever the router's kernel is: in a namespace on
+// this machine, or inside the router's guest.
+package netconf
 
 import (
 	"errors"
@@ -17,8 +22,8 @@ import (
 	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
-// writeSysctl sets a sysctl in the calling thread's network namespace.
-func writeSysctl(key, value string) error {
+// Sysctl sets a sysctl in the calling thread's network namespace.
+func Sysctl(key, value string) error {
 	path := filepath.Join("/proc/sys", strings.ReplaceAll(key, ".", "/"))
 	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", key, value, err)
@@ -26,10 +31,10 @@ func writeSysctl(key, value string) error {
 	return nil
 }
 
-// prepareNode sets what every lab namespace needs before devices appear:
+// PrepareNode sets what every lab namespace needs before devices appear:
 // loopback up, and no IPv6 duplicate address detection (the lab's
 // addresses are unique by construction; DAD would only delay convergence).
-func prepareNode() error {
+func PrepareNode() error {
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return err
@@ -38,16 +43,16 @@ func prepareNode() error {
 		return err
 	}
 	for _, k := range []string{"net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"} {
-		if err := writeSysctl(k, "0"); err != nil {
+		if err := Sysctl(k, "0"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// addVeth creates a veth pair from the current namespace (end a) to the
+// AddVeth creates a veth pair from the current namespace (end a) to the
 // named namespace (end b).
-func addVeth(a, peerNS, b string, mtu int) error {
+func AddVeth(a, peerNS, b string, mtu int) error {
 	ns, err := netns.GetFromName(peerNS)
 	if err != nil {
 		return err
@@ -61,13 +66,13 @@ func addVeth(a, peerNS, b string, mtu int) error {
 	return nil
 }
 
-// applyHost configures the current namespace as h describes. Tunnel
+// Apply configures the current namespace as h describes. Tunnel
 // devices are created down when holdTunnels is set, so that IPsec policies
 // can be loaded before the first packet leaves (fail closed from the start).
-func applyHost(h *linux.Host, holdTunnels bool) error {
+func Apply(h *linux.Host, holdTunnels bool) error {
 	for _, s := range h.Sysctls {
 		if s.Device == "" {
-			if err := writeSysctl(s.Key, s.Value); err != nil {
+			if err := Sysctl(s.Key, s.Value); err != nil {
 				return err
 			}
 		}
@@ -94,7 +99,7 @@ func applyHost(h *linux.Host, holdTunnels bool) error {
 	}
 	for _, s := range h.Sysctls {
 		if s.Device != "" {
-			if err := writeSysctl(s.Key, s.Value); err != nil {
+			if err := Sysctl(s.Key, s.Value); err != nil {
 				return err
 			}
 		}
@@ -102,7 +107,7 @@ func applyHost(h *linux.Host, holdTunnels bool) error {
 	return nil
 }
 
-func isTunnel(kind string) bool {
+func IsTunnel(kind string) bool {
 	return kind == linux.KindIP6GRE || kind == linux.KindGRE || kind == linux.KindVXLAN
 }
 
@@ -119,7 +124,7 @@ func applyDevice(d linux.Device, holdTunnels bool) error {
 			return err
 		}
 	case linux.KindIP6GRE:
-		if err := addIP6GRE(d); err != nil {
+		if err := AddIP6GRE(d); err != nil {
 			return err
 		}
 	case linux.KindGRE:
@@ -157,7 +162,7 @@ func applyDevice(d linux.Device, holdTunnels bool) error {
 			return fmt.Errorf("master %s: %w", d.Master, err)
 		}
 	}
-	if holdTunnels && isTunnel(d.Kind) {
+	if holdTunnels && IsTunnel(d.Kind) {
 		return nil
 	}
 	return netlink.LinkSetUp(link)
@@ -166,10 +171,10 @@ func applyDevice(d linux.Device, holdTunnels bool) error {
 // ip6TnlIgnEncapLimit is IP6_TNL_F_IGN_ENCAP_LIMIT ("encaplimit none").
 const ip6TnlIgnEncapLimit = 0x1
 
-// addIP6GRE creates an ip6gre device with a raw RTM_NEWLINK: the netlink
+// AddIP6GRE creates an ip6gre device with a raw RTM_NEWLINK: the netlink
 // library has no field for the tunnel flags that drop the 8-byte
 // encapsulation-limit option.
-func addIP6GRE(d linux.Device) error {
+func AddIP6GRE(d linux.Device) error {
 	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(d.Name)))
@@ -224,8 +229,8 @@ func addRoute(r linux.Route) error {
 	return nil
 }
 
-// setUp brings the named devices up.
-func setUp(names []string) error {
+// SetUp brings the named devices up.
+func SetUp(names []string) error {
 	for _, n := range names {
 		link, err := netlink.LinkByName(n)
 		if err != nil {

@@ -1,0 +1,259 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/lab/namespace"
+	"github.com/backbone-net/backbone/internal/lab/netconf"
+	"github.com/backbone-net/backbone/internal/layout"
+	"github.com/backbone-net/backbone/internal/node"
+)
+
+// Progress reports what the lab is doing.
+type Progress func(format string, args ...any)
+
+// UpOptions are the choices of `lab up`.
+type UpOptions struct {
+	Backend string
+	// Source is the intent file (recorded, so commands find the lab).
+	Source string
+	// Timeout bounds the wait for the first CE-to-CE packets.
+	Timeout time.Duration
+	// VMMemoryMiB sizes the qemu VM of the kvm and tcg backends.
+	VMMemoryMiB int
+	// Start is when `lab up` started (times are measured from it).
+	Start    time.Time
+	Progress Progress
+}
+
+// Up builds the lab whose rendered configuration is in p.ConfigDir() on
+// the chosen backend and waits until every site reaches every other site
+// of its VRF over IPv4 and IPv6. On failure the lab is left for
+// inspection; `lab down` removes it.
+func Up(ctx context.Context, p layout.Lab, o UpOptions) (*Session, error) {
+	if o.Start.IsZero() {
+		o.Start = time.Now()
+	}
+	cfg, err := LoadConfig(p.ConfigDir())
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Name: p.Name, Backend: o.Backend, Source: o.Source, Created: time.Now().UTC(), Nodes: placement(cfg, o.Backend)}
+	if err := WriteState(p, st); err != nil {
+		return nil, err
+	}
+	s, err := newSession(p, st, cfg)
+	if err != nil {
+		return nil, err
+	}
+	var t *Timings
+	switch o.Backend {
+	case BackendKVM, BackendTCG:
+		t, err = s.upVM(ctx, o)
+	default:
+		t, err = s.upHere(ctx, o)
+	}
+	if err != nil {
+		return s, err
+	}
+	st.Ready, st.Timings = true, t
+	return s, WriteState(p, st)
+}
+
+// UpInGuest builds the lab natively inside the qemu VM (the guest side of
+// the kvm and tcg backends) and returns its timings; the host keeps the
+// lab's state.
+func UpInGuest(ctx context.Context, name string, o UpOptions) (*Timings, error) {
+	p := layout.ForLab(name)
+	cfg, err := LoadConfig(p.ConfigDir())
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Name: name, Backend: BackendNative, Nodes: placement(cfg, BackendNative)}
+	s, err := newSession(p, st, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s.upHere(ctx, o)
+}
+
+// upHere builds the lab on this machine: namespaces and wires here, and
+// each router either in a namespace (native) or in its own UML kernel.
+func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
+	t := &Timings{Backend: s.State.Backend}
+	p, pl := s.Paths, s.Config.Plan
+	progress := o.Progress
+	if err := namespace.EnsureDir(); err != nil {
+		return nil, err
+	}
+	nodes := s.State.Nodes
+	progress("topology: %d nodes (%s), veth wires, devices through netlink", len(nodes), placeSummary(nodes))
+	for _, n := range nodes {
+		if err := namespace.Create(p.Netns(n.Name)); err != nil {
+			return nil, fmt.Errorf("%w: run `backbone lab down --name %s` first", err, p.Name)
+		}
+	}
+	for _, w := range wires(pl) {
+		if err := namespace.Do(p.Netns(w.aNode), func() error { return netconf.AddVeth(w.aDev, p.Netns(w.bNode), w.bDev, w.mtu) }); err != nil {
+			return nil, fmt.Errorf("wire %s/%s - %s/%s: %w", w.aNode, w.aDev, w.bNode, w.bDev, err)
+		}
+	}
+	if err := writeStartScripts(p, pl); err != nil {
+		return nil, err
+	}
+	if s.hasPlace(PlaceUML) {
+		if err := s.syncBinary(); err != nil {
+			return nil, err
+		}
+	}
+	// Each node comes up on its own: a UML kernel boots, then configures
+	// itself; a namespace node is configured at once.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make([]error, len(nodes))
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := s.Config.Hosts[n.Name]
+			if n.Place != PlaceUML {
+				errs[i] = namespace.Do(p.Netns(n.Name), func() error { return SetupNode(p, n.Name, h) })
+				return
+			}
+			m, err := s.bootMachine(ctx, n.Name)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			mu.Lock()
+			t.Boot = max(t.Boot, time.Since(o.Start))
+			s.guests[n.Name] = m
+			mu.Unlock()
+			progress("uml: %s booted in %s", n.Name, m.Boot.Round(time.Millisecond))
+			errs[i] = s.setupInGuest(ctx, n.Name)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	t.Topology = time.Since(o.Start)
+	progress("topology: done at %s", t.Topology.Round(time.Millisecond))
+
+	progress("daemons: strongSwan and FRR on %d routers", len(pl.Routers))
+	if err := s.runPhase(ctx, PhaseIPsec); err != nil {
+		return nil, err
+	}
+	// Tunnels come up only now that IPsec policies are in place; IKE
+	// negotiates while FRR starts.
+	if err := s.tunnelsUp(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.runPhase(ctx, PhaseFRR); err != nil {
+		return nil, err
+	}
+	t.Daemons = time.Since(o.Start)
+	progress("daemons: started at %s", t.Daemons.Round(time.Millisecond))
+
+	progress("convergence: waiting for the first CE-to-CE packets (IPv4 and IPv6)")
+	first, err := s.waitFirstPackets(ctx, o.Start, o.Timeout, progress)
+	if err != nil {
+		return t, err
+	}
+	t.FirstIPv4, t.FirstIPv6 = first[4], first[6]
+	t.Total = time.Since(o.Start)
+	return t, nil
+}
+
+func placeSummary(nodes []NodeState) string {
+	count := map[string]int{}
+	for _, n := range nodes {
+		count[n.Place]++
+	}
+	var out []string
+	for _, pl := range []string{PlaceNetns, PlaceUML, PlaceVM} {
+		if count[pl] > 0 {
+			out = append(out, fmt.Sprintf("%d in %s", count[pl], map[string]string{PlaceNetns: "namespaces", PlaceUML: "UML kernels", PlaceVM: "the VM"}[pl]))
+		}
+	}
+	return fmt.Sprint(out)
+}
+
+func (s *Session) hasPlace(place string) bool {
+	for _, n := range s.State.Nodes {
+		if n.Place == place {
+			return true
+		}
+	}
+	return false
+}
+
+// tunnelsUp brings every router's tunnels up.
+func (s *Session) tunnelsUp(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(s.Config.Plan.Routers))
+	for i, r := range s.Config.Plan.Routers {
+		tun := tunnels(s.Config.Hosts[r.Name])
+		if len(tun) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.linksUp(ctx, r.Name, tun)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// linksUp sets a node's devices up: in process for a namespace node, with
+// ip(8) in a guest.
+func (s *Session) linksUp(ctx context.Context, nodeName string, devs []string) error {
+	if n := s.State.Node(nodeName); n != nil && n.Place == PlaceNetns {
+		return namespace.Do(s.Paths.Netns(nodeName), func() error { return netconf.SetUp(devs) })
+	}
+	r, err := s.Node(nodeName)
+	if err != nil {
+		return err
+	}
+	script := ""
+	for _, d := range devs {
+		script += "ip link set dev " + d + " up && "
+	}
+	_, err = node.Output(ctx, r, "sh", "-c", script+"true")
+	return err
+}
+
+// SetupInGuestCommand is the hidden subcommand a guest runs to configure
+// itself: `backbone lab-node-setup LAB NODE`.
+const SetupInGuestCommand = "lab-node-setup"
+
+// setupInGuest configures a guest node from the inside.
+func (s *Session) setupInGuest(ctx context.Context, nodeName string) error {
+	r, err := s.Node(nodeName)
+	if err != nil {
+		return err
+	}
+	_, err = node.Output(ctx, r, s.Paths.Binary(), SetupInGuestCommand, s.Paths.Name, nodeName)
+	return err
+}
+
+// SetupHere is the guest side of setupInGuest: it configures the node
+// this process runs in from the lab's rendered configuration.
+func SetupHere(name, nodeName string) error {
+	p := layout.ForLab(name)
+	cfg, err := LoadConfig(p.ConfigDir())
+	if err != nil {
+		return err
+	}
+	h := cfg.Hosts[nodeName]
+	if h == nil {
+		return fmt.Errorf("lab %q has no node %q", name, nodeName)
+	}
+	return SetupNode(p, nodeName, h)
+}
