@@ -9,6 +9,7 @@ import (
 	"github.com/backbone-net/backbone/internal/lab"
 	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/probe"
 	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
@@ -70,6 +71,10 @@ type Lab struct {
 	// OwnKernel reports whether a node runs its own kernel (UML): its
 	// failure is then a real crash of that kernel.
 	OwnKernel func(node string) bool
+	// Endpoint is where a probe socket for addr on a node lives, and
+	// Probe how the probe session reaches those places.
+	Endpoint func(node string, addr netip.Addr) probe.Endpoint
+	Probe    probe.Options
 }
 
 // Build turns a scenario into the commands that inject and restore it.

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/intent/intenttest"
-	"github.com/backbone-net/backbone/internal/layout"
 
 	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/lab"
@@ -400,16 +399,35 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestLoopbackStreams(t *testing.T) {
-	p := defaultPlan(t)
-	st := LoopbackStreams(layout.ForLab("t"), p, time.Millisecond)
-	if len(st) != 24 { // 4 PEs: 12 ordered pairs, 2 families
-		t.Fatalf("%d streams, want 24", len(st))
+func TestStreams(t *testing.T) {
+	l := testLab(t)
+	l.Endpoint = func(node string, addr netip.Addr) probe.Endpoint {
+		return probe.Endpoint{Place: node, Addr: addr}
 	}
-	if s := st[0]; s.Name != "pe101>pe201 ipv4" || s.From.NS != "bb-t-pe101" || s.To.Addr.String() != "10.10.0.1" || s.Interval != time.Millisecond {
-		t.Errorf("first stream %+v", s)
+	st := Streams(l, time.Millisecond, 5*time.Millisecond)
+	// 2 sites x 2 directions x 2 families, then 4 PEs: 12 ordered pairs x 2 families.
+	if len(st) != 4+24 {
+		t.Fatalf("%d streams, want 28", len(st))
 	}
-	if n := len(Streams(layout.ForLab("t"), p, time.Millisecond)); n != 28 {
-		t.Errorf("%d streams in all, want 28 (4 site streams first)", n)
+	sites := 0
+	for i, s := range st {
+		if s.Site {
+			sites++
+			if i >= 4 {
+				t.Errorf("site stream %s after the loopback streams", s.Name)
+			}
+		}
+		if s.From.Place != s.FromNode || s.To.Place != s.ToNode {
+			t.Errorf("%s: endpoints %q -> %q, nodes %q -> %q", s.Name, s.From.Place, s.To.Place, s.FromNode, s.ToNode)
+		}
+	}
+	if sites != 4 {
+		t.Errorf("%d site streams, want 4", sites)
+	}
+	if st[0].Interval != time.Millisecond || st[4].Interval != 5*time.Millisecond {
+		t.Errorf("intervals %s (site) and %s (core), want 1ms and 5ms", st[0].Interval, st[4].Interval)
+	}
+	if st[4].Name != "pe101>pe201 ipv4" || st[4].From.Addr.String() != "10.10.0.2" || st[4].To.Addr.String() != "10.10.0.1" {
+		t.Errorf("first loopback stream %+v", st[4])
 	}
 }

@@ -19,15 +19,19 @@ const (
 // Result is one run of one scenario. Times are milliseconds on the probe
 // session clock (0 = probes started).
 type Result struct {
-	Scenario string  `json:"scenario"`
-	Spec     Spec    `json:"spec"`
-	Run      int     `json:"run"` // 1-based
-	Backend  string  `json:"backend,omitempty"`
-	Interval float64 `json:"interval_ms"`
-	// Achieved is the median interval the streams really had: a machine
-	// that cannot forward every probe in time (e.g. an emulated VM) sends
-	// less often, and loss durations are then only as precise as this.
-	Achieved float64 `json:"achieved_interval_ms"`
+	Scenario     string  `json:"scenario"`
+	Spec         Spec    `json:"spec"`
+	Run          int     `json:"run"` // 1-based
+	Backend      string  `json:"backend,omitempty"`
+	Interval     float64 `json:"interval_ms"`
+	CoreInterval float64 `json:"core_interval_ms"`
+	// Achieved is how far apart the probes of the site streams really
+	// left (the worst stream's), CoreAchieved the same for the PE loopback
+	// streams: a machine that cannot keep up (an emulated VM, a guest
+	// kernel short of CPU) sends less often, and loss durations are then
+	// only as precise as this.
+	Achieved     Spacing `json:"achieved"`
+	CoreAchieved Spacing `json:"core_achieved"`
 	// Inject and Restore are when the first inject/restore command
 	// started; InjectDone and RestoreDone when the last one returned.
 	Inject      float64 `json:"inject_ms"`
@@ -62,6 +66,7 @@ type StreamResult struct {
 	Fault      Loss        `json:"fault"`
 	Recovery   Loss        `json:"recovery"`
 	Open       bool        `json:"open,omitempty"` // the stream never came back
+	Spacing    Spacing     `json:"spacing"`
 	Gaps       []GapResult `json:"gaps"`
 }
 
@@ -232,4 +237,34 @@ func worst(w *[2]Loss, s StreamResult) {
 	if s.Recovery.MS > w[1].MS {
 		w[1] = s.Recovery
 	}
+}
+
+// Spacing is how far apart a stream's probes left, in milliseconds:
+// their mean, the 99th percentile and the largest gap between two sends.
+type Spacing struct {
+	Mean float64 `json:"mean_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+func spacing(sent []time.Duration) Spacing {
+	if len(sent) < 2 {
+		return Spacing{}
+	}
+	d := make([]float64, len(sent)-1)
+	for i := range d {
+		d[i] = ms(sent[i+1] - sent[i])
+	}
+	mean := ms(sent[len(sent)-1]-sent[0]) / float64(len(d))
+	sort.Float64s(d)
+	return Spacing{Mean: round3(mean), P99: round3(d[(len(d)*99)/100]), Max: round3(d[len(d)-1])}
+}
+
+// worstSpacing is the worst of each figure over streams.
+func worstSpacing(ss []Spacing) Spacing {
+	var w Spacing
+	for _, s := range ss {
+		w.Mean, w.P99, w.Max = max(w.Mean, s.Mean), max(w.P99, s.P99), max(w.Max, s.Max)
+	}
+	return w
 }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backbone-net/backbone/internal/lab"
-	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/probe"
 )
 
@@ -17,11 +15,11 @@ import (
 type Options struct {
 	Spec   Spec
 	Lab    Lab
-	Paths  layout.Lab
 	Runner Runner
-	Opener probe.Opener
-	// Interval between probes of a stream (default 1 ms).
-	Interval time.Duration
+	// Interval between probes of a site stream (default 1 ms), and of a
+	// PE loopback stream (default Interval).
+	Interval     time.Duration
+	CoreInterval time.Duration
 	// Baseline is how long probes run before the fault (default 2 s).
 	Baseline time.Duration
 	// Hold is how long the fault lasts before restore (default 10 s).
@@ -41,6 +39,9 @@ func (o *Options) defaults() {
 	if o.Interval <= 0 {
 		o.Interval = time.Millisecond
 	}
+	if o.CoreInterval <= 0 {
+		o.CoreInterval = o.Interval
+	}
 	if o.Baseline <= 0 {
 		o.Baseline = 2 * time.Second
 	}
@@ -52,9 +53,6 @@ func (o *Options) defaults() {
 	}
 	if o.RecoverTimeout <= 0 {
 		o.RecoverTimeout = 60 * time.Second
-	}
-	if o.Opener == nil {
-		o.Opener = lab.Opener
 	}
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
@@ -86,9 +84,14 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	if _, why := waitConverged(ctx, o, pes, time.Now().Add(o.RecoverTimeout)); why != "" {
 		return nil, fmt.Errorf("the lab is not converged before the fault (%s) after %s: check `backbone verify`, or rebuild the lab", why, o.RecoverTimeout)
 	}
-	streams := Streams(o.Paths, pl, o.Interval)
-	nSites := len(lab.SiteStreams(o.Paths, pl, o.Interval))
-	sess, err := probe.Start(ctx, o.Opener, streams)
+	probes := Streams(o.Lab, o.Interval, o.CoreInterval)
+	var streams []probe.Stream
+	for _, p := range probes {
+		streams = append(streams, p.Stream)
+	}
+	popt := o.Lab.Probe
+	popt.Grace = o.stale()
+	sess, err := probe.Start(ctx, streams, popt)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +107,7 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	}
 	sleep(ctx, o.Baseline)
 
-	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Backend: o.Backend, Interval: ms(o.Interval), Actions: acts}
+	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Backend: o.Backend, Interval: ms(o.Interval), CoreInterval: ms(o.CoreInterval), Actions: acts}
 	inject := sess.Now()
 	o.Progress("run %d: inject %s", run, o.Spec)
 	if err := Execute(ctx, o.Runner, acts.Inject); err != nil {
@@ -127,14 +130,17 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	res.Converged = ms(conv)
 	recs := sess.StopWithin(o.stale())
 	stopped = true
+	if err := sess.Err(); err != nil {
+		return nil, fmt.Errorf("the probes failed, the run measured nothing: %w", err)
+	}
 	res.Inject, res.InjectDone, res.Restore, res.RestoreDone = ms(inject), ms(injectDone), ms(restore), ms(restoreDone)
-	var achieved []float64
+	var siteIv, coreIv []Spacing
 	for i, rec := range recs {
 		sum := probe.Analyze(rec, o.stale()/2)
 		sr := Attribute(sum, inject, restore)
-		sr.Site = i < nSites
+		sr.Site = probes[i].Site
 		for _, d := range acts.Down {
-			if rec.Stream.From.NS == o.Paths.Netns(d) || rec.Stream.To.NS == o.Paths.Netns(d) {
+			if probes[i].FromNode == d || probes[i].ToNode == d {
 				sr.Down = true
 			}
 		}
@@ -142,11 +148,14 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 		if n := len(rec.Sent); n > 0 {
 			res.End = max(res.End, ms(rec.Sent[n-1]))
 		}
-		if n := len(rec.Sent); n > 1 {
-			achieved = append(achieved, float64(rec.Sent[n-1]-rec.Sent[0])/float64(n-1)/float64(time.Millisecond))
+		sr.Spacing = spacing(rec.Sent)
+		if sr.Site {
+			siteIv = append(siteIv, sr.Spacing)
+		} else {
+			coreIv = append(coreIv, sr.Spacing)
 		}
 	}
-	res.Achieved = round3(statOf(achieved).Median)
+	res.Achieved, res.CoreAchieved = worstSpacing(siteIv), worstSpacing(coreIv)
 	if conv < 0 {
 		res.Converged = 0
 	}

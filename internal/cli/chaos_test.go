@@ -14,7 +14,7 @@ import (
 func sampleChaosReport() *chaosReport {
 	run := func(n int, fault float64) *chaos.Result {
 		return &chaos.Result{
-			Scenario: "link-shut pe101-pe201", Run: n, Interval: 1, Achieved: 1.2,
+			Scenario: "link-shut pe101-pe201", Run: n, Interval: 1, CoreInterval: 1, Achieved: chaos.Spacing{Mean: 1.2, P99: 1.5, Max: 3},
 			Inject: 2000, InjectDone: 2300, Restore: 12000, RestoreDone: 12300, Converged: 14000, End: 17000, Recovered: true,
 			Streams: []chaos.StreamResult{
 				{Name: "ce1>ce2 ipv4", Site: true, Fault: chaos.Loss{MS: fault, Lost: int(fault)}, Gaps: []chaos.GapResult{{Start: 2400, End: 2400 + fault, Lost: int(fault), Phase: "fault"}}},

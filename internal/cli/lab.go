@@ -18,6 +18,7 @@ import (
 	"github.com/backbone-net/backbone/internal/lab/guest"
 	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/probe"
 	"github.com/backbone-net/backbone/internal/render"
 )
 
@@ -395,6 +396,14 @@ func newLabHiddenCmds(e *env) []*cobra.Command {
 					return errors.New("usage: " + guest.AgentCommand + " CONFIG")
 				}
 				return guest.ServeAgent(args[0], e.stderr)
+			},
+		},
+		{
+			Use:    lab.ProbeCommand,
+			Hidden: true,
+			Args:   cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return probe.Serve(cmd.Context(), e.stdin, e.stdout, lab.Opener)
 			},
 		},
 		{

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -114,14 +113,7 @@ func (r *vmRunner) Run(ctx context.Context, c node.Cmd) error {
 		Argv: append([]string{qemu.GuestBinaryPath, NodeCommand, r.lab, r.node, "--"}, c.Argv...),
 		Env:  append([]string{InVMEnv + "=1"}, c.Env...),
 	}
-	if c.Stdin != nil {
-		b, err := io.ReadAll(io.LimitReader(c.Stdin, agent.MaxRequest/2))
-		if err != nil {
-			return err
-		}
-		req.Stdin = b
-	}
-	code, err := r.m.Exec(ctx, req, c.Stdout, c.Stderr)
+	code, err := r.m.ExecStream(ctx, req, c.Stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		var ae *agent.Error
 		if errors.As(err, &ae) {
@@ -131,6 +123,21 @@ func (r *vmRunner) Run(ctx context.Context, c node.Cmd) error {
 	}
 	if code != 0 {
 		return &node.ExitError{Node: r.node, Argv: c.Argv, Code: code}
+	}
+	return nil
+}
+
+// vmRootRunner runs commands in the VM's own root namespace (the probe
+// engine, which opens sockets in every node's namespace there).
+type vmRootRunner struct{ m *qemu.Machine }
+
+func (r *vmRootRunner) Run(ctx context.Context, c node.Cmd) error {
+	code, err := r.m.ExecStream(ctx, agent.ExecRequest{Argv: c.Argv, Env: append([]string{InVMEnv + "=1"}, c.Env...)}, c.Stdin, c.Stdout, c.Stderr)
+	if err != nil {
+		return fmt.Errorf("the VM: %w", err)
+	}
+	if code != 0 {
+		return &node.ExitError{Node: "the VM", Argv: c.Argv, Code: code}
 	}
 	return nil
 }

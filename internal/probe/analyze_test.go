@@ -1,10 +1,15 @@
 package probe
 
 import (
+	"context"
+	"fmt"
+	"net"
 	"net/netip"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/node"
 )
 
 const ms = time.Millisecond
@@ -141,6 +146,17 @@ func TestLossDuration(t *testing.T) {
 	}
 }
 
+// freePort returns a UDP port free on the loopback addresses.
+func freePort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Skipf("no loopback UDP here: %v", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
 // TestSessionLoopback runs real streams over the loopback interface: no
 // root needed.
 func TestSessionLoopback(t *testing.T) {
@@ -148,7 +164,7 @@ func TestSessionLoopback(t *testing.T) {
 		t.Skip("sends real packets")
 	}
 	lo := Endpoint{Addr: mustParse(t, "127.0.0.1")}
-	sess, err := Start(t.Context(), Current, []Stream{{Name: "a", From: lo, To: lo, Interval: ms}, {Name: "b", From: lo, To: lo, Interval: 2 * ms}})
+	sess, err := Start(t.Context(), []Stream{{Name: "a", From: lo, To: lo, Interval: ms}, {Name: "b", From: lo, To: lo, Interval: 2 * ms}}, Options{Port: freePort(t)})
 	if err != nil {
 		t.Skipf("no loopback UDP here: %v", err)
 	}
@@ -165,6 +181,68 @@ func TestSessionLoopback(t *testing.T) {
 		s := Analyze(r, 20*ms)
 		if s.Sent < 10 || s.Lost != 0 || st[i].Received == 0 || st[i].LastArrival == 0 {
 			t.Errorf("%s: %+v (state %+v)", r.Stream.Name, s, st[i])
+		}
+	}
+}
+
+// TestSessionRemote runs one end of each stream in a remote engine,
+// reached through a node.Runner as a guest's would be (here the engine
+// runs in this process, fed by the runner's pipes): frames, the clock
+// mapping, the end of input that stops it, and the final report.
+func TestSessionRemote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends real packets")
+	}
+	port := freePort(t)
+	here := Endpoint{Addr: mustParse(t, "127.0.0.1")}
+	there := Endpoint{Place: "guest", Addr: mustParse(t, "127.0.0.2")}
+	var argv []string
+	remote := node.RunnerFunc(func(ctx context.Context, c node.Cmd) error {
+		argv = c.Argv
+		return Serve(ctx, c.Stdin, c.Stdout, Current)
+	})
+	before := time.Now()
+	sess, err := Start(t.Context(), []Stream{
+		{Name: "out", From: here, To: there, Interval: ms},
+		{Name: "back", From: there, To: here, Interval: ms},
+		{Name: "inside", From: there, To: there, Interval: 2 * ms},
+	}, Options{Port: port, Remote: func(place string) (Remote, error) {
+		if place != "guest" {
+			return Remote{}, fmt.Errorf("unknown place %q", place)
+		}
+		return Remote{Runner: remote, Argv: []string{"backbone", "lab-probe"}}, nil
+	}})
+	if err != nil {
+		t.Skipf("no loopback UDP on 127.0.0.2 here: %v", err)
+	}
+	if _, err := sess.WaitFirst(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * ms)
+	recs := sess.Stop()
+	if err := sess.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(argv, []string{"backbone", "lab-probe"}) {
+		t.Errorf("remote engine started as %q", argv)
+	}
+	elapsed := time.Since(before)
+	for _, r := range recs {
+		s := Analyze(r, 20*ms)
+		if s.Sent < 50 || s.Lost != 0 || s.Received == 0 {
+			t.Errorf("%s: %+v", r.Stream.Name, s)
+		}
+		// Every time is on the session clock, in the session's span.
+		for _, tm := range []time.Duration{r.Sent[0], r.Sent[len(r.Sent)-1], r.Received[0].RecvAt} {
+			if tm < 0 || tm > elapsed {
+				t.Errorf("%s: time %s outside the session (0..%s): clock mapping broken", r.Stream.Name, tm, elapsed)
+			}
+		}
+		for _, a := range r.Received {
+			if d := a.RecvAt - a.SentAt; d < -5*ms || d > 50*ms {
+				t.Errorf("%s: probe %d took %s from send to arrival on the session clock", r.Stream.Name, a.Seq, d)
+				break
+			}
 		}
 	}
 }

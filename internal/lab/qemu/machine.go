@@ -474,10 +474,15 @@ func (m *Machine) notRunning() error {
 // Exec runs req in the guest's root namespace, streaming output. See
 // agent.Client.Exec.
 func (m *Machine) Exec(ctx context.Context, req agent.ExecRequest, stdout, stderr io.Writer) (int, error) {
+	return m.ExecStream(ctx, req, nil, stdout, stderr)
+}
+
+// ExecStream is Exec with standard input streamed from stdin (nil: none).
+func (m *Machine) ExecStream(ctx context.Context, req agent.ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if !Running(m.StateDir) {
 		return -1, m.notRunning()
 	}
-	code, err := m.client.Exec(ctx, req, stdout, stderr)
+	code, err := m.client.ExecStream(ctx, req, stdin, stdout, stderr)
 	if err != nil && ctx.Err() == nil && !Running(m.StateDir) {
 		return code, fmt.Errorf("%w (%v)", m.notRunning(), err)
 	}

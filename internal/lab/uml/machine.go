@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -308,15 +307,7 @@ func (m *Machine) Alive() bool {
 // Run implements node.Runner: the command runs in the guest, in the
 // router's namespace.
 func (m *Machine) Run(ctx context.Context, c node.Cmd) error {
-	req := agent.ExecRequest{Argv: c.Argv, Env: c.Env}
-	if c.Stdin != nil {
-		b, err := io.ReadAll(io.LimitReader(c.Stdin, agent.MaxRequest/2))
-		if err != nil {
-			return err
-		}
-		req.Stdin = b
-	}
-	code, err := m.client.Exec(ctx, req, c.Stdout, c.Stderr)
+	code, err := m.client.ExecStream(ctx, agent.ExecRequest{Argv: c.Argv, Env: c.Env}, c.Stdin, c.Stdout, c.Stderr)
 	if err != nil {
 		var ae *agent.Error
 		if errors.As(err, &ae) && code == 127 {

@@ -229,3 +229,60 @@ func TestMergeEnv(t *testing.T) {
 		t.Fatalf("got %v, want %s", got, want)
 	}
 }
+
+// lineWriter hands every write to a channel, so a test can see output
+// arrive while the command still runs.
+type lineWriter chan string
+
+func (w lineWriter) Write(p []byte) (int, error) { w <- string(p); return len(p), nil }
+
+// Streamed stdin reaches the command while it runs (on a real TCP
+// connection, whose half-close ends the input), and its end of file lets
+// the command finish normally.
+func TestExecStreamedStdin(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go (&Server{Token: "t"}).Serve(ctx, ln)
+	c := &Client{Addr: ln.Addr().String(), Token: "t"}
+	pr, pw := io.Pipe()
+	out := make(lineWriter, 10)
+	done := make(chan error, 1)
+	var code int
+	go func() {
+		var err error
+		code, err = c.ExecStream(ctx, ExecRequest{Argv: []string{"sh", "-c", "read x; echo got-$x; cat >/dev/null; echo end; exit 3"}}, pr, out, io.Discard)
+		done <- err
+	}()
+	if _, err := pw.Write([]byte("one\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-out:
+		if got != "got-one\n" {
+			t.Fatalf("first output %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no output while stdin is still open: input is not streamed")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("command ended before its input did: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	pw.Close()
+	select {
+	case err := <-done:
+		if err != nil || code != 3 {
+			t.Fatalf("exit %d, err %v; want 3", code, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("end of input did not end the command")
+	}
+	if got := <-out; got != "end\n" {
+		t.Errorf("last output %q", got)
+	}
+}

@@ -36,7 +36,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 }
 
 // do sends req and consumes frames until the exit frame.
-func (c *Client) do(ctx context.Context, req Request, stdout, stderr io.Writer) (Exit, error) {
+func (c *Client) do(ctx context.Context, req Request, stdin io.Reader, stdout, stderr io.Writer) (Exit, error) {
 	req.Token = c.Token
 	conn, err := c.dial(ctx)
 	if err != nil {
@@ -57,6 +57,14 @@ func (c *Client) do(ctx context.Context, req Request, stdout, stderr io.Writer) 
 	werr := make(chan error, 1)
 	go func() {
 		_, err := conn.Write(line)
+		if err == nil && stdin != nil {
+			// Streamed standard input, ended by a half-close.
+			if _, err = io.Copy(conn, stdin); err == nil {
+				if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+					err = cw.CloseWrite()
+				}
+			}
+		}
 		werr <- err
 	}()
 
@@ -105,7 +113,14 @@ func (c *Client) do(ctx context.Context, req Request, stdout, stderr io.Writer) 
 // is set when the command could not be run or the connection failed.
 // Cancelling ctx kills the command's process group in the guest.
 func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Writer) (int, error) {
-	e, err := c.do(ctx, Request{Op: OpExec, ExecRequest: req}, stdout, stderr)
+	return c.ExecStream(ctx, req, nil, stdout, stderr)
+}
+
+// ExecStream is Exec with the command's standard input streamed from
+// stdin (when not nil) until its end.
+func (c *Client) ExecStream(ctx context.Context, req ExecRequest, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	req.StreamStdin = stdin != nil
+	e, err := c.do(ctx, Request{Op: OpExec, ExecRequest: req}, stdin, stdout, stderr)
 	if err != nil {
 		return -1, err
 	}
@@ -117,7 +132,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdout, stderr io.Wr
 
 // Ping asks the agent for guest information.
 func (c *Client) Ping(ctx context.Context) (Info, error) {
-	e, err := c.do(ctx, Request{Op: OpPing}, nil, nil)
+	e, err := c.do(ctx, Request{Op: OpPing}, nil, nil, nil)
 	if err != nil {
 		return Info{}, err
 	}
@@ -133,7 +148,7 @@ func (c *Client) Ping(ctx context.Context) (Info, error) {
 // Poweroff asks the guest to sync its disks and power off. It returns once
 // the agent acknowledged; the VM goes down shortly after.
 func (c *Client) Poweroff(ctx context.Context) error {
-	e, err := c.do(ctx, Request{Op: OpPoweroff}, nil, nil)
+	e, err := c.do(ctx, Request{Op: OpPoweroff}, nil, nil, nil)
 	if err != nil {
 		return err
 	}

@@ -4,13 +4,16 @@
 //
 // Wire protocol (one TCP connection per request):
 //
-//	client -> agent: one JSON object terminated by '\n' (Request)
+//	client -> agent: one JSON object terminated by '\n' (Request); with
+//	                 StreamStdin, then the command's standard input as raw
+//	                 bytes, ended by a half-close (end of file)
 //	agent -> client: frames until an exit frame, then the agent closes
 //
 // A frame is 1 byte kind, 4 bytes big-endian payload length, payload.
 // Kinds: 1 stdout bytes, 2 stderr bytes, 3 exit (JSON Exit, always last).
 // The client cancels a running command by closing the connection: the agent
-// notices end-of-file on its read side and kills the command's process group.
+// notices end-of-file on its read side (without StreamStdin) or a failed
+// write, and kills the command's process group.
 package agent
 
 import (
@@ -51,6 +54,9 @@ type ExecRequest struct {
 	Env   []string `json:"env,omitempty"`
 	Dir   string   `json:"dir,omitempty"`
 	Stdin []byte   `json:"stdin,omitempty"`
+	// StreamStdin: the bytes that follow the request on the connection
+	// are the command's standard input, until the client half-closes.
+	StreamStdin bool `json:"stream_stdin,omitempty"`
 }
 
 // Request is the JSON line a client sends.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
@@ -119,6 +120,8 @@ type frameWriter struct {
 	mu   *sync.Mutex
 	w    io.Writer
 	kind byte
+	// failed is called when a write fails: the client is gone.
+	failed func()
 }
 
 func (f frameWriter) Write(p []byte) (int, error) {
@@ -131,6 +134,9 @@ func (f frameWriter) Write(p []byte) (int, error) {
 			chunk = chunk[:MaxFrame]
 		}
 		if err := WriteFrame(f.w, f.kind, chunk); err != nil {
+			if f.failed != nil {
+				f.failed()
+			}
 			return n, err
 		}
 		n += len(chunk)
@@ -146,18 +152,21 @@ func (s *Server) exec(ctx context.Context, c net.Conn, dec *json.Decoder, req Ex
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Any read result on the connection (normally EOF) means the client
-	// went away: cancel the command.
-	go func() {
-		rest := io.MultiReader(dec.Buffered(), c)
-		var b [1]byte
-		for {
-			if _, err := rest.Read(b[:]); err != nil {
-				cancel()
-				return
+	rest := io.MultiReader(dec.Buffered(), c)
+	var stdin io.WriteCloser
+	if !req.StreamStdin {
+		// Any read result on the connection (normally EOF) means the
+		// client went away: cancel the command.
+		go func() {
+			var b [1]byte
+			for {
+				if _, err := rest.Read(b[:]); err != nil {
+					cancel()
+					return
+				}
 			}
-		}
-	}()
+		}()
+	}
 
 	cmd := exec.CommandContext(ctx, req.Argv[0], req.Argv[1:]...)
 	cmd.Env = mergeEnv(s.baseEnv(), req.Env)
@@ -165,12 +174,20 @@ func (s *Server) exec(ctx context.Context, c net.Conn, dec *json.Decoder, req Ex
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
 	}
-	if req.Stdin != nil {
+	switch {
+	case req.StreamStdin:
+		w, err := cmd.StdinPipe()
+		if err != nil {
+			writeExit(c, Exit{Code: -1, Error: err.Error()})
+			return
+		}
+		stdin = w
+	case req.Stdin != nil:
 		cmd.Stdin = bytes.NewReader(req.Stdin)
 	}
 	var mu sync.Mutex
-	cmd.Stdout = frameWriter{mu: &mu, w: c, kind: FrameStdout}
-	cmd.Stderr = frameWriter{mu: &mu, w: c, kind: FrameStderr}
+	cmd.Stdout = frameWriter{mu: &mu, w: c, kind: FrameStdout, failed: cancel}
+	cmd.Stderr = frameWriter{mu: &mu, w: c, kind: FrameStderr, failed: cancel}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -186,6 +203,19 @@ func (s *Server) exec(ctx context.Context, c net.Conn, dec *json.Decoder, req Ex
 		}
 		writeExit(c, Exit{Code: code, Error: err.Error()})
 		return
+	}
+	if stdin != nil {
+		// The client's half-close ends the input; a vanished client shows
+		// as a failed write of the output, which kills the command. The
+		// newline that ends the request line is not input.
+		go func() {
+			in := bufio.NewReader(rest)
+			if b, err := in.Peek(1); err == nil && b[0] == '\n' {
+				_, _ = in.Discard(1)
+			}
+			_, _ = io.Copy(stdin, in)
+			stdin.Close()
+		}()
 	}
 	err := cmd.Wait()
 	code := 0
