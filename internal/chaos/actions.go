@@ -64,6 +64,8 @@ type Actions struct {
 type Lab struct {
 	Plan  *plan.Plan
 	Hosts map[string]*linux.Host
+	// Nodes reaches the lab's nodes (verify's control-plane checks).
+	Nodes node.Nodes
 	// Daemons returns a node's daemons with their pids.
 	Daemons func(node string) ([]lab.DaemonStatus, error)
 	// StartScripts returns a node's start scripts.

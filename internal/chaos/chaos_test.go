@@ -308,41 +308,6 @@ func TestExecute(t *testing.T) {
 	}
 }
 
-const convergedPE101 = `{"neighbors":{"10.10.0.4":[{"nbrState":"Full/-"}],"10.10.0.1":[{"nbrState":"Full/-"}]}}
-{"neighbors":[{"neighborId":"10.10.0.4","state":"Full"},{"neighborId":"10.10.0.1","state":"Full"}]}
-{"neighbors":[{"addressFamily":"ipv6","neighborId":"10.10.0.1","state":"OPERATIONAL"},{"addressFamily":"ipv6","neighborId":"10.10.0.4","state":"OPERATIONAL"}]}
-{"gre-pe102":{"ldpIgpSyncState":"Sync achieved"},"gre-pe201":{"ldpIgpSyncState":"Sync achieved"},"lo":{}}
-{"default":{"ipv4Vpn":{"peers":{"10.10.0.1":{"state":"Established"}}}},"cust-a":{"ipv4Unicast":{"peers":{"172.31.1.2":{"state":"Established"}}}}}
-[{"peer":"10.20.0.238","status":"up"},{"peer":"fe80::1","status":"up"},{"peer":"10.20.0.223","status":"up"},{"peer":"fe80::2","status":"up"}]
-`
-
-func TestConverged(t *testing.T) {
-	p := defaultPlan(t)
-	r := p.Router("pe101")
-	wantArgv := []string{"vtysh", "-c", "show ip ospf neighbor json", "-c", "show ipv6 ospf6 neighbor json",
-		"-c", "show mpls ldp neighbor json", "-c", "show ip ospf mpls ldp-sync json",
-		"-c", "show bgp vrf all summary json", "-c", "show bfd peers json"}
-	if got := ConvergeArgv(p, r); !reflect.DeepEqual(got, wantArgv) {
-		t.Errorf("ConvergeArgv = %q", got)
-	}
-	if why := Converged(p, r, []byte(convergedPE101)); why != "" {
-		t.Errorf("converged output judged %q", why)
-	}
-	broken := strings.NewReplacer(
-		`"10.10.0.1":[{"nbrState":"Full/-"}]`, `"10.10.0.1":[{"nbrState":"Init/-"}]`,
-		`"gre-pe201":{"ldpIgpSyncState":"Sync achieved"}`, `"gre-pe201":{"ldpIgpSyncState":"Sync not achieved"}`,
-		`"172.31.1.2":{"state":"Established"}`, `"172.31.1.2":{"state":"Active"}`,
-		`"peer":"fe80::2","status":"up"`, `"peer":"fe80::2","status":"down"`,
-	).Replace(convergedPE101)
-	want := "OSPFv2 1/2 full, LDP-IGP sync pending on gre-pe201, BGP 1/2 established, BFD 3/4 up"
-	if why := Converged(p, r, []byte(broken)); why != want {
-		t.Errorf("broken output judged\n %q\nwant\n %q", why, want)
-	}
-	if why := Converged(p, r, []byte("ospfd is not running\n")); !strings.Contains(why, "not JSON") {
-		t.Errorf("daemon down judged %q", why)
-	}
-}
-
 func TestAttribute(t *testing.T) {
 	s := probe.Summary{Name: "x", Sent: 100, Lost: 9, Gaps: []probe.Gap{
 		{FirstSeq: 1, LastSeq: 1, Lost: 1, Start: 1 * time.Millisecond, End: 2 * time.Millisecond},

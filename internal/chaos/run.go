@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/probe"
+	"github.com/backbone-net/backbone/internal/verify"
 )
 
 // Options of a chaos run.
@@ -198,7 +199,7 @@ func waitConverged(ctx context.Context, o Options, nodes []string, deadline time
 		var still []string
 		var reasons []string
 		for _, n := range pending {
-			if w := checkConverged(ctx, o.Runner, o.Lab.Plan, n); w != "" {
+			if w := converged(ctx, o.Lab, n); w != "" {
 				still = append(still, n)
 				reasons = append(reasons, n+": "+w)
 			}
@@ -254,7 +255,7 @@ func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams [
 		if conv < 0 && now >= nextCheck {
 			var still, reasons []string
 			for _, n := range pending {
-				if w := checkConverged(ctx, o.Runner, o.Lab.Plan, n); w != "" {
+				if w := converged(ctx, o.Lab, n); w != "" {
 					still = append(still, n)
 					reasons = append(reasons, n+": "+w)
 				}
@@ -289,4 +290,20 @@ func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams [
 		}
 		sleep(ctx, 100*time.Millisecond)
 	}
+}
+
+// converged says what keeps a router's control plane from being whole
+// ("" when nothing does): verify's control-plane checks of that router,
+// so that chaos and verify mean the same by "up".
+func converged(ctx context.Context, l Lab, router string) string {
+	var failing []string
+	for _, res := range verify.ControlPlane(ctx, l.Plan, l.Nodes, []string{router}) {
+		if !res.Pass {
+			failing = append(failing, res.Name+" ("+res.Evidence+")")
+		}
+	}
+	if len(failing) > 3 {
+		failing = append(failing[:3], fmt.Sprintf("%d more", len(failing)-3))
+	}
+	return strings.Join(failing, ", ")
 }

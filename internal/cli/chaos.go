@@ -145,7 +145,7 @@ func runChaos(ctx context.Context, e *env, s *lab.Session, spec chaos.Spec, f ch
 	o := chaos.Options{
 		Spec: spec,
 		Lab: chaos.Lab{
-			Plan: s.Config.Plan, Hosts: s.Config.Hosts,
+			Plan: s.Config.Plan, Hosts: s.Config.Hosts, Nodes: s,
 			Daemons:      func(n string) ([]lab.DaemonStatus, error) { return s.Daemons(ctx, n) },
 			StartScripts: s.StartScripts,
 			OwnKernel:    s.OwnKernel,

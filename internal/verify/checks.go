@@ -6,75 +6,87 @@ import (
 	"net/netip"
 	"strings"
 
+	"github.com/backbone-net/backbone/internal/frrstate"
+	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/plan"
 )
 
-// linkEnds yields every backbone interface with its router and peer.
-func linkEnds(p *plan.Plan, fn func(r, peer *plan.Router, i *plan.Interface)) {
-	for _, r := range p.Routers {
-		for _, i := range r.Interfaces {
-			fn(r, p.Router(i.Peer), i)
-		}
-	}
+// scope is what the checks look at: the collected state, and the routers
+// checked (nil: every router).
+type scope struct {
+	p    *plan.Plan
+	sts  map[string]*routerState
+	only map[string]bool
 }
 
-func unreachable(st *routerState) string {
-	if st == nil {
-		return "no data collected"
+func (sc scope) in(name string) bool { return sc.only == nil || sc.only[name] }
+
+// state is a router's collected state; never nil, so that a router that
+// could not be asked fails its checks instead of breaking them.
+func (sc scope) state(name string) *routerState {
+	if st := sc.sts[name]; st != nil {
+		return st
 	}
-	if st.err != nil {
-		return st.err.Error()
-	}
-	return ""
+	return &routerState{err: fmt.Errorf("no data collected from %s", name), frr: &frrstate.State{}, shell: map[string]string{}}
 }
 
-func checkIGP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
-	linkEnds(p, func(rt, peer *plan.Router, i *plan.Interface) {
-		st := sts[rt.Name]
-		name := fmt.Sprintf("ospfv2 %s %s -> %s", rt.Name, i.Name, peer.Name)
-		cause := fmt.Sprintf("tunnel %s down, IPsec SA missing, or OSPF timers/area/network type differ on %s and %s", i.Name, rt.Name, peer.Name)
-		state := "absent"
-		if st != nil {
-			for _, n := range st.ospf.Neighbors[peer.LoopbackV4.String()] {
-				if strings.HasPrefix(n.IfName, i.Name+":") || n.IfName == i.Name {
-					state = n.NbrState
-				}
-			}
-		}
-		if u := unreachable(st); u != "" && state == "absent" {
-			state = u
-		}
-		r.check(strings.HasPrefix(state, "Full"), GroupIGP, name, cause, "neighbor "+peer.LoopbackV4.String()+": "+state)
-
-		name = fmt.Sprintf("ospfv3 %s %s -> %s", rt.Name, i.Name, peer.Name)
-		state = "absent"
-		if st != nil {
-			for _, n := range st.ospf6.Neighbors {
-				if n.NeighborID == peer.LoopbackV4.String() && n.InterfaceName == i.Name {
-					state = n.State
-				}
-			}
-		}
-		r.check(state == "Full", GroupIGP, name, cause+" (OSPFv3 also needs IPv6 link-local addresses on the tunnel)", "neighbor "+peer.LoopbackV4.String()+": "+state)
-	})
-	for _, rt := range p.Routers {
-		if rt.Role == "ce" {
+// linkEnds yields every backbone interface in scope with its router and
+// peer.
+func (sc scope) linkEnds(fn func(r, peer *plan.Router, i *plan.Interface, st *routerState)) {
+	for _, r := range sc.p.Routers {
+		if !sc.in(r.Name) {
 			continue
 		}
-		st := sts[rt.Name]
+		for _, i := range r.Interfaces {
+			fn(r, sc.p.Router(i.Peer), i, sc.state(r.Name))
+		}
+	}
+}
+
+// routers yields the backbone routers (not CEs) in scope.
+func (sc scope) routers(fn func(r *plan.Router, st *routerState)) {
+	for _, r := range sc.p.Routers {
+		if r.Role != "ce" && sc.in(r.Name) {
+			fn(r, sc.state(r.Name))
+		}
+	}
+}
+
+// why adds what made a state unknown: the router did not answer, or the
+// daemon behind a query is down.
+func why(state string, st *routerState, q frrstate.Query) string {
+	if state != frrstate.Absent {
+		return state
+	}
+	if st.err != nil {
+		return state + " (" + st.err.Error() + ")"
+	}
+	if f, ok := st.frr.Failed[q]; ok {
+		return state + " (" + f + ")"
+	}
+	return state
+}
+
+func checkIGP(sc scope, r *recorder) {
+	sc.linkEnds(func(rt, peer *plan.Router, i *plan.Interface, st *routerState) {
+		rid := peer.LoopbackV4.String()
+		cause := fmt.Sprintf("tunnel %s down, IPsec SA missing, or OSPF timers/area/network type differ on %s and %s", i.Name, rt.Name, peer.Name)
+		state := st.frr.OSPFState(rid, i.Name)
+		r.check(frrstate.OSPFFull(state), GroupIGP, fmt.Sprintf("ospfv2 %s %s -> %s", rt.Name, i.Name, peer.Name), cause, "neighbor "+rid+": "+why(state, st, frrstate.OSPF))
+		state = st.frr.OSPF6State(rid, i.Name)
+		r.check(state == "Full", GroupIGP, fmt.Sprintf("ospfv3 %s %s -> %s", rt.Name, i.Name, peer.Name), cause+" (OSPFv3 also needs IPv6 link-local addresses on the tunnel)", "neighbor "+rid+": "+why(state, st, frrstate.OSPF6))
+	})
+	sc.routers(func(rt *plan.Router, st *routerState) {
 		var missing []string
-		for _, other := range p.Routers {
+		for _, other := range sc.p.Routers {
 			if other.Role == "ce" || other == rt {
 				continue
 			}
-			for _, pfx := range []netip.Prefix{netip.PrefixFrom(other.LoopbackV4, 32), netip.PrefixFrom(other.LoopbackV6, 128)} {
-				rib := st.rib4
-				if pfx.Addr().Is6() {
-					rib = st.rib6
-				}
-				if !installed(rib[pfx.String()]) {
-					missing = append(missing, pfx.String())
-				}
+			if !frrstate.Installed(st.frr.RIB4[netip.PrefixFrom(other.LoopbackV4, 32).String()]) {
+				missing = append(missing, netip.PrefixFrom(other.LoopbackV4, 32).String())
+			}
+			if !frrstate.Installed(st.frr.RIB6[netip.PrefixFrom(other.LoopbackV6, 128).String()]) {
+				missing = append(missing, netip.PrefixFrom(other.LoopbackV6, 128).String())
 			}
 		}
 		ev := "all loopbacks installed"
@@ -82,45 +94,31 @@ func checkIGP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 			ev = "missing: " + strings.Join(missing, " ")
 		}
 		r.check(len(missing) == 0, GroupIGP, "loopbacks reachable from "+rt.Name, "OSPF has not converged or a router is isolated", ev)
-	}
+	})
 }
 
-func installed(routes []ribRoute) bool {
-	for _, rt := range routes {
-		if rt.Selected && rt.Installed {
-			return true
-		}
-	}
-	return false
-}
-
-func checkLDP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
-	linkEnds(p, func(rt, peer *plan.Router, i *plan.Interface) {
+func checkLDP(sc scope, r *recorder) {
+	sc.linkEnds(func(rt, peer *plan.Router, i *plan.Interface, st *routerState) {
 		if !i.LDP {
 			return
 		}
-		st := sts[rt.Name]
-		state := "absent"
-		af := ""
-		if st != nil {
-			for _, n := range st.ldp.Neighbors {
-				if n.NeighborID == peer.LoopbackV4.String() {
-					state, af = n.State, n.AddressFamily
-				}
-			}
-		}
-		r.check(state == "OPERATIONAL", GroupLDP, fmt.Sprintf("session %s -> %s", rt.Name, peer.Name),
+		state, af := st.frr.LDPSession(peer.LoopbackV4.String())
+		r.check(frrstate.LDPUp(state), GroupLDP, fmt.Sprintf("session %s -> %s", rt.Name, peer.Name),
 			fmt.Sprintf("LDP not enabled on %s at one end, transport addresses unreachable, or dual-stack preference differs", i.Name),
-			fmt.Sprintf("neighbor %s: %s (transport %s)", peer.LoopbackV4, state, af))
-	})
-	for _, rt := range p.Routers {
-		if rt.Role == "ce" || len(rt.Interfaces) == 0 {
-			continue
+			fmt.Sprintf("neighbor %s: %s (transport %s)", peer.LoopbackV4, why(state, st, frrstate.LDP), af))
+		if sc.p.Protocols.LDPSync {
+			s := st.frr.SyncState(i.Name)
+			r.check(s == frrstate.SyncAchieved, GroupLDP, fmt.Sprintf("ldp-igp sync %s %s", rt.Name, i.Name),
+				"LDP has no labels on this link yet: OSPF keeps advertising it at maximum cost", "state: "+orNone(s))
 		}
-		st := sts[rt.Name]
+	})
+	sc.routers(func(rt *plan.Router, st *routerState) {
+		if len(rt.Interfaces) == 0 {
+			return
+		}
 		for _, fam := range []string{"ipv4", "ipv6"} {
 			var missing []string
-			for _, other := range p.Routers {
+			for _, other := range sc.p.Routers {
 				if other.Role == "ce" || other == rt {
 					continue
 				}
@@ -128,13 +126,7 @@ func checkLDP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 				if fam == "ipv6" {
 					pfx = netip.PrefixFrom(other.LoopbackV6, 128).String()
 				}
-				found := false
-				for _, b := range st.binds.Bindings {
-					if b.Prefix == pfx && b.InUse > 0 && b.RemoteLabel != "" && b.RemoteLabel != "-" {
-						found = true
-					}
-				}
-				if !found {
+				if !st.frr.Labelled(pfx) {
 					missing = append(missing, other.Name+" "+pfx)
 				}
 			}
@@ -145,31 +137,69 @@ func checkLDP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 			r.check(len(missing) == 0, GroupLDP, fmt.Sprintf("LSPs %s from %s", fam, rt.Name),
 				"LDP is off on a link the IGP uses, or a session is down: VPN routes over it cannot resolve", ev)
 		}
-	}
+	})
 }
 
-func checkBGP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
+func checkBFD(sc scope, r *recorder) {
+	if !sc.p.Protocols.BFD {
+		return
+	}
+	sc.linkEnds(func(rt, peer *plan.Router, i *plan.Interface, st *routerState) {
+		for _, v6 := range []bool{false, true} {
+			fam := "ipv4"
+			if v6 {
+				fam = "ipv6"
+			}
+			state := st.frr.BFDState(i.Name, v6)
+			r.check(frrstate.BFDUp(state), GroupIGP, fmt.Sprintf("bfd %s %s %s -> %s", fam, rt.Name, i.Name, peer.Name),
+				"bfdd is down at one end, the profile differs, or packets are lost on the tunnel", "session: "+why(state, st, frrstate.BFD))
+		}
+	})
+}
+
+func checkBGP(sc scope, r *recorder) {
+	p := sc.p
 	for _, rt := range p.PEs() {
-		st := sts[rt.Name]
+		if !sc.in(rt.Name) {
+			continue
+		}
+		st := sc.state(rt.Name)
 		for _, peer := range rt.Peers {
 			for _, fam := range []struct {
-				name string
-				addr netip.Addr
-				sum  bgpSummary
-			}{{"VPNv4", peer.IPv4, st.vpn4}, {"VPNv6", peer.IPv6, st.vpn6}} {
-				state := "absent"
-				if s, ok := fam.sum.Peers[fam.addr.String()]; ok {
-					state = s.State
-				}
-				r.check(state == "Established", GroupBGP, fmt.Sprintf("%s %s -> %s", fam.name, rt.Name, peer.Name),
+				name, afi string
+				addr      netip.Addr
+			}{{"VPNv4", "ipv4Vpn", peer.IPv4}, {"VPNv6", "ipv6Vpn", peer.IPv6}} {
+				state := st.frr.BGPPeerState("default", fam.afi, fam.addr)
+				r.check(frrstate.BGPUp(state), GroupBGP, fmt.Sprintf("%s %s -> %s", fam.name, rt.Name, peer.Name),
 					"loopback unreachable, or ASN/update-source/address-family differs on the two PEs",
-					fmt.Sprintf("session to %s: %s", fam.addr, state))
+					fmt.Sprintf("session to %s: %s", fam.addr, why(state, st, frrstate.BGP)))
+			}
+		}
+		// eBGP with the CEs of the PE's sites.
+		for _, s := range p.Sites {
+			if s.PE != rt.Name || s.Routing != intent.RoutingEBGP {
+				continue
+			}
+			for _, fam := range []struct {
+				afi  string
+				addr netip.Prefix
+			}{{"ipv4Unicast", s.CEIPv4}, {"ipv6Unicast", s.CEIPv6}} {
+				if !fam.addr.IsValid() {
+					continue
+				}
+				state := st.frr.BGPPeerState(s.VRF, fam.afi, fam.addr.Addr())
+				r.check(frrstate.BGPUp(state), GroupBGP, fmt.Sprintf("eBGP %s -> %s %s", rt.Name, s.CE, fam.addr.Addr()),
+					fmt.Sprintf("the CE link is down, or ASNs or addresses differ between %s and %s", rt.Name, s.CE),
+					fmt.Sprintf("session in vrf %s: %s", s.VRF, why(state, st, frrstate.BGP)))
 			}
 		}
 	}
 	// Every remote site's networks in each VRF, installed with labels.
 	for _, rt := range p.PEs() {
-		st := sts[rt.Name]
+		if !sc.in(rt.Name) {
+			continue
+		}
+		st := sc.state(rt.Name)
 		for _, vn := range rt.VRFs {
 			for _, s := range p.Sites {
 				if s.VRF != vn || s.PE == rt.Name {
@@ -177,18 +207,9 @@ func checkBGP(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 				}
 				for _, pfx := range siteNetworks(s) {
 					name := fmt.Sprintf("vrf %s on %s: %s (%s)", vn, rt.Name, pfx, s.CE)
-					routes := st.vrfRIB[vn][pfx.String()]
-					var labels []int
-					ok := false
-					for _, rr := range routes {
-						if rr.Selected && rr.Installed {
-							for _, nh := range rr.Nexthops {
-								if len(nh.Labels) > 0 {
-									ok, labels = true, nh.Labels
-								}
-							}
-						}
-					}
+					routes := st.frr.VRFRIB[vn][pfx.String()]
+					labels := frrstate.Labels(routes)
+					ok := labels != nil
 					kernel := kernelRouteLine(st.shell, vn, pfx)
 					ev := fmt.Sprintf("FRR labels %v; kernel: %s", labels, orNone(kernel))
 					if !ok {
@@ -249,12 +270,9 @@ type linkInfo struct {
 	} `json:"linkinfo"`
 }
 
-func checkKernel(p *plan.Plan, sts map[string]*routerState, r *recorder) {
-	for _, rt := range p.Routers {
-		if rt.Role == "ce" {
-			continue
-		}
-		st := sts[rt.Name]
+func checkKernel(sc scope, r *recorder) {
+	p := sc.p
+	sc.routers(func(rt *plan.Router, st *routerState) {
 		var links []linkInfo
 		_ = json.Unmarshal([]byte(st.shell["links"]), &links)
 		byName := map[string]linkInfo{}
@@ -286,5 +304,5 @@ func checkKernel(p *plan.Plan, sts map[string]*routerState, r *recorder) {
 			r.check(l.Master == a.VRF, GroupKernel, fmt.Sprintf("%s on %s in vrf %s", a.Interface, rt.Name, a.VRF),
 				"the CE interface is not enslaved to its VRF", fmt.Sprintf("master %q", l.Master))
 		}
-	}
+	})
 }

@@ -1,101 +1,48 @@
 package verify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
 
+	"github.com/backbone-net/backbone/internal/frrstate"
 	"github.com/backbone-net/backbone/internal/plan"
 )
 
 // routerState is what was collected from one backbone router.
 type routerState struct {
-	err     error
-	ospf    ospfNeighbors
-	ospf6   ospf6Neighbors
-	ldp     ldpNeighbors
-	binds   ldpBindings
-	vpn4    bgpSummary
-	vpn6    bgpSummary
-	rib4    map[string][]ribRoute
-	rib6    map[string][]ribRoute
-	vrfRIB  map[string]map[string][]ribRoute // vrf -> prefix -> routes (both families)
-	shell   map[string]string                // section -> output of shell commands
-	vtyshOK bool
+	err   error
+	frr   *frrstate.State
+	shell map[string]string // section -> output of shell commands
 }
 
-type ospfNeighbors struct {
-	Neighbors map[string][]struct {
-		NbrState string `json:"nbrState"`
-		IfName   string `json:"ifaceName"`
-	} `json:"neighbors"`
-}
-
-type ospf6Neighbors struct {
-	Neighbors []struct {
-		NeighborID    string `json:"neighborId"`
-		State         string `json:"state"`
-		InterfaceName string `json:"interfaceName"`
-	} `json:"neighbors"`
-}
-
-type ldpNeighbors struct {
-	Neighbors []struct {
-		AddressFamily string `json:"addressFamily"`
-		NeighborID    string `json:"neighborId"`
-		State         string `json:"state"`
-	} `json:"neighbors"`
-}
-
-type ldpBindings struct {
-	Bindings []struct {
-		AddressFamily string `json:"addressFamily"`
-		Prefix        string `json:"prefix"`
-		NeighborID    string `json:"neighborId"`
-		LocalLabel    string `json:"localLabel"`
-		RemoteLabel   string `json:"remoteLabel"`
-		InUse         int    `json:"inUse"`
-	} `json:"bindings"`
-}
-
-type bgpSummary struct {
-	Peers map[string]struct {
-		State string `json:"state"`
-		Desc  string `json:"desc"`
-	} `json:"peers"`
-}
-
-type ribRoute struct {
-	Protocol  string `json:"protocol"`
-	Selected  bool   `json:"selected"`
-	Installed bool   `json:"installed"`
-	Nexthops  []struct {
-		Labels        []int  `json:"labels"`
-		InterfaceName string `json:"interfaceName"`
-		Active        bool   `json:"active"`
-	} `json:"nexthops"`
-}
-
-// vtyshCommands lists the FRR queries of a PE, in the order decoded.
-func vtyshCommands(r *plan.Router) []string {
-	cmds := []string{
-		"show ip ospf neighbor json",
-		"show ipv6 ospf6 neighbor json",
-		"show mpls ldp neighbor json",
-		"show mpls ldp binding json",
-		"show ip route json",
-		"show ipv6 route json",
+// queries are the FRR questions verify asks a router.
+func queries(p *plan.Plan, r *plan.Router) []frrstate.Query {
+	q := []frrstate.Query{frrstate.OSPF, frrstate.OSPF6, frrstate.LDP, frrstate.Bindings, frrstate.RIB4, frrstate.RIB6}
+	if p.Protocols.LDPSync && ldpLinks(r) > 0 {
+		q = append(q, frrstate.LDPSync)
+	}
+	if p.Protocols.BFD && len(r.Interfaces) > 0 {
+		q = append(q, frrstate.BFD)
 	}
 	if r.Role == "pe" {
-		cmds = append(cmds, "show bgp ipv4 vpn summary json", "show bgp ipv6 vpn summary json")
+		q = append(q, frrstate.BGP)
 		for _, v := range r.VRFs {
-			cmds = append(cmds, "show ip route vrf "+v+" json", "show ipv6 route vrf "+v+" json")
+			q = append(q, frrstate.VRFRIB4(v), frrstate.VRFRIB6(v))
 		}
 	}
-	return cmds
+	return q
+}
+
+func ldpLinks(r *plan.Router) int {
+	n := 0
+	for _, i := range r.Interfaces {
+		if i.LDP {
+			n++
+		}
+	}
+	return n
 }
 
 // shellSections are the kernel queries of a router, as named sections.
@@ -123,20 +70,21 @@ func shellSections(r *plan.Router) [][2]string {
 
 const sectionMark = "### backbone-section "
 
-// collect gathers every backbone router's state in parallel: one vtysh
-// run with all queries, and one shell run with the kernel queries.
-func collect(ctx context.Context, p *plan.Plan, c collector) map[string]*routerState {
+// collect gathers the state of the backbone routers (all of them when
+// only is nil) in parallel: one vtysh run with every query, and one shell
+// run with the kernel queries.
+func collect(ctx context.Context, p *plan.Plan, c collector, only map[string]bool) map[string]*routerState {
 	out := map[string]*routerState{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, r := range p.Routers {
-		if r.Role == "ce" {
+		if r.Role == "ce" || (only != nil && !only[r.Name]) {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st := collectRouter(ctx, c, r)
+			st := collectRouter(ctx, c, p, r)
 			mu.Lock()
 			out[r.Name] = st
 			mu.Unlock()
@@ -146,26 +94,13 @@ func collect(ctx context.Context, p *plan.Plan, c collector) map[string]*routerS
 	return out
 }
 
-func collectRouter(ctx context.Context, c collector, r *plan.Router) *routerState {
-	st := &routerState{vrfRIB: map[string]map[string][]ribRoute{}, shell: map[string]string{}}
-	cmds := vtyshCommands(r)
-	argv := []string{"vtysh"}
-	for _, cmd := range cmds {
-		argv = append(argv, "-c", cmd)
-	}
-	raw, err := c.Run(ctx, r.Name, argv...)
+func collectRouter(ctx context.Context, c collector, p *plan.Plan, r *plan.Router) *routerState {
+	st := &routerState{frr: &frrstate.State{}, shell: map[string]string{}}
+	s, err := frrstate.Read(ctx, c.runner(r.Name), queries(p, r))
 	if err != nil {
-		st.err = fmt.Errorf("vtysh on %s: %w", r.Name, err)
+		st.err = fmt.Errorf("%s: %w", r.Name, err)
 	} else {
-		st.vtyshOK = st.decodeVtysh(raw, r, cmds) == nil
-		if !st.vtyshOK {
-			// A daemon that is down breaks the JSON stream: ask one by one.
-			for i, cmd := range cmds {
-				if one, err := c.Run(ctx, r.Name, "vtysh", "-c", cmd); err == nil {
-					_ = st.decodeOne(one, r, cmds, i)
-				}
-			}
-		}
+		st.frr = s
 	}
 	var script strings.Builder
 	for _, s := range shellSections(r) {
@@ -180,61 +115,4 @@ func collectRouter(ctx context.Context, c collector, r *plan.Router) *routerStat
 		st.shell[name] = body
 	}
 	return st
-}
-
-// decodeVtysh decodes the JSON documents vtysh printed one after another.
-func (st *routerState) decodeVtysh(raw []byte, r *plan.Router, cmds []string) error {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	for i := range cmds {
-		var msg json.RawMessage
-		if err := dec.Decode(&msg); err != nil {
-			return fmt.Errorf("%s: %w", cmds[i], err)
-		}
-		if err := st.decodeOne(msg, r, cmds, i); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (st *routerState) decodeOne(msg []byte, r *plan.Router, cmds []string, i int) error {
-	cmd := cmds[i]
-	var target any
-	switch {
-	case cmd == "show ip ospf neighbor json":
-		target = &st.ospf
-	case cmd == "show ipv6 ospf6 neighbor json":
-		target = &st.ospf6
-	case cmd == "show mpls ldp neighbor json":
-		target = &st.ldp
-	case cmd == "show mpls ldp binding json":
-		target = &st.binds
-	case cmd == "show ip route json":
-		target = &st.rib4
-	case cmd == "show ipv6 route json":
-		target = &st.rib6
-	case cmd == "show bgp ipv4 vpn summary json":
-		target = &st.vpn4
-	case cmd == "show bgp ipv6 vpn summary json":
-		target = &st.vpn6
-	case strings.HasPrefix(cmd, "show ip route vrf ") || strings.HasPrefix(cmd, "show ipv6 route vrf "):
-		vrf := strings.Fields(cmd)[4]
-		m := map[string][]ribRoute{}
-		if err := json.Unmarshal(msg, &m); err != nil {
-			return fmt.Errorf("%s: %w", cmd, err)
-		}
-		if st.vrfRIB[vrf] == nil {
-			st.vrfRIB[vrf] = map[string][]ribRoute{}
-		}
-		for k, v := range m {
-			st.vrfRIB[vrf][k] = v
-		}
-		return nil
-	default:
-		return nil
-	}
-	if err := json.Unmarshal(msg, target); err != nil {
-		return fmt.Errorf("%s: %w", cmd, err)
-	}
-	return nil
 }

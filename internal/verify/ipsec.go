@@ -124,15 +124,15 @@ func expectedAlgs(proposal string) map[string]bool {
 	return out
 }
 
-func checkSAs(p *plan.Plan, sts map[string]*routerState, r *recorder) {
+func checkSAs(sc scope, r *recorder) {
+	p := sc.p
 	wantIKE := expectedAlgs(p.Encryption.IKE)
 	wantESP := expectedAlgs(p.Encryption.ESP)
 	mode := strings.ToUpper(p.Encryption.Mode)
-	linkEnds(p, func(rt, peer *plan.Router, i *plan.Interface) {
+	sc.linkEnds(func(rt, peer *plan.Router, i *plan.Interface, st *routerState) {
 		if !i.Encrypted {
 			return
 		}
-		st := sts[rt.Name]
 		name := fmt.Sprintf("ipsec %s -> %s", rt.Name, peer.Name)
 		var best string
 		ok := false

@@ -22,17 +22,23 @@ type collector interface {
 	// Run runs argv on node and returns its standard output. A non-zero
 	// exit is an error that carries the command's standard error.
 	Run(ctx context.Context, node string, argv ...string) ([]byte, error)
+	// runner is the node's Runner (frrstate reads through it).
+	runner(node string) node.Runner
 }
 
 // nodesCollector is the collector of a set of nodes.
 type nodesCollector struct{ nodes node.Nodes }
 
 func (c nodesCollector) Run(ctx context.Context, name string, argv ...string) ([]byte, error) {
+	return node.Output(ctx, c.runner(name), argv...)
+}
+
+func (c nodesCollector) runner(name string) node.Runner {
 	r, err := c.nodes.Node(name)
 	if err != nil {
-		return nil, err
+		return node.RunnerFunc(func(context.Context, node.Cmd) error { return err })
 	}
-	return node.Output(ctx, r, argv...)
+	return r
 }
 
 // Groups of checks, in report order.
@@ -88,12 +94,13 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 		opt.Capture = 3 * time.Second
 	}
 	start := time.Now()
-	st := collect(ctx, p, c)
+	sc := scope{p: p, sts: collect(ctx, p, c, nil)}
 	r := &recorder{}
-	checkIGP(p, st, r)
-	checkLDP(p, st, r)
-	checkBGP(p, st, r)
-	checkKernel(p, st, r)
+	checkIGP(sc, r)
+	checkBFD(sc, r)
+	checkLDP(sc, r)
+	checkBGP(sc, r)
+	checkKernel(sc, r)
 	// The capture runs while the data-plane probes generate traffic.
 	var wg sync.WaitGroup
 	var capRes []Result
@@ -106,7 +113,7 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 	}()
 	checkDataPlane(ctx, p, c, r)
 	wg.Wait()
-	checkSAs(p, st, r)
+	checkSAs(sc, r)
 	r.results = append(r.results, capRes...)
 	rep := &Report{Results: r.results, Duration: time.Since(start), Attempts: 1}
 	sort.SliceStable(rep.Results, func(i, j int) bool {
@@ -120,6 +127,24 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 		}
 	}
 	return rep
+}
+
+// ControlPlane runs the control-plane checks (OSPFv2/v3 and BFD, LDP and
+// LDP-IGP sync, BGP sessions and VPN routes) of some routers only: what
+// "converged" means for them. chaos waits on it.
+func ControlPlane(ctx context.Context, p *plan.Plan, nodes node.Nodes, routers []string) []Result {
+	only := map[string]bool{}
+	for _, r := range routers {
+		only[r] = true
+	}
+	c := nodesCollector{nodes}
+	sc := scope{p: p, sts: collect(ctx, p, c, only), only: only}
+	r := &recorder{}
+	checkIGP(sc, r)
+	checkBFD(sc, r)
+	checkLDP(sc, r)
+	checkBGP(sc, r)
+	return r.results
 }
 
 // Wait runs verification until every check passes or the time is up,
