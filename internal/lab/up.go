@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,7 +92,7 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 		return nil, err
 	}
 	nodes := s.State.Nodes
-	progress("topology: %d nodes (%s), veth wires, devices through netlink", len(nodes), placeSummary(nodes))
+	progress("topology: %d nodes (%s); veth wires, devices through netlink", len(nodes), placeSummary(nodes))
 	for _, n := range nodes {
 		if err := namespace.Create(p.Netns(n.Name)); err != nil {
 			return nil, fmt.Errorf("%w: run `backbone lab down --name %s` first", err, p.Name)
@@ -180,7 +181,7 @@ func placeSummary(nodes []NodeState) string {
 			out = append(out, fmt.Sprintf("%d in %s", count[pl], map[string]string{PlaceNetns: "namespaces", PlaceUML: "UML kernels", PlaceVM: "the VM"}[pl]))
 		}
 	}
-	return fmt.Sprint(out)
+	return strings.Join(out, ", ")
 }
 
 func (s *Session) hasPlace(place string) bool {

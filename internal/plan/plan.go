@@ -111,6 +111,10 @@ type Interface struct {
 	Encrypted  bool       `json:"encrypted"`
 	VNI        int        `json:"vni,omitempty"`
 	EncapLimit bool       `json:"encap_limit,omitempty"`
+	// LDPMultihop: the IGP's best path to the peer's loopback does not
+	// cross this link, so neither does their LDP session (GTSM disabled
+	// for that neighbor).
+	LDPMultihop bool `json:"ldp_multihop,omitempty"`
 }
 
 // Link is a backbone link and its MTU budget.
@@ -277,6 +281,7 @@ func (b *builder) build() *Plan {
 	}
 	b.routers(p)
 	b.links(p)
+	b.ldpMultihop(p)
 	b.vrfs(p)
 	b.sites(p)
 	b.bgp(p)

@@ -103,8 +103,11 @@ func checkLDP(sc scope, r *recorder) {
 			return
 		}
 		state, af := st.frr.LDPSession(peer.LoopbackV4.String())
-		r.check(frrstate.LDPUp(state), GroupLDP, fmt.Sprintf("session %s -> %s", rt.Name, peer.Name),
-			fmt.Sprintf("LDP not enabled on %s at one end, transport addresses unreachable, or dual-stack preference differs", i.Name),
+		cause := fmt.Sprintf("LDP not enabled on %s at one end, transport addresses unreachable, or dual-stack preference differs", i.Name)
+		if i.LDPMultihop {
+			cause += "; the session follows the IGP through another router, so GTSM must be off for this neighbor (neighbor ... ttl-security disable)"
+		}
+		r.check(frrstate.LDPUp(state), GroupLDP, fmt.Sprintf("session %s -> %s", rt.Name, peer.Name), cause,
 			fmt.Sprintf("neighbor %s: %s (transport %s)", peer.LoopbackV4, why(state, st, frrstate.LDP), af))
 		if sc.p.Protocols.LDPSync {
 			s := st.frr.SyncState(i.Name)

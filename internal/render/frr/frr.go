@@ -194,6 +194,13 @@ func renderLDP(w *writer, p *plan.Plan, r *plan.Router) {
 	if p.Protocols.LDPPreferIPv4 {
 		w.line(" dual-stack transport-connection prefer ipv4")
 	}
+	for _, i := range r.Interfaces {
+		if i.LDP && i.LDPMultihop {
+			// The session to this neighbor follows the IGP through another
+			// router: GTSM (mandatory for LDPv6) would drop it.
+			w.line(" neighbor %s ttl-security disable", p.Router(i.Peer).LoopbackV4)
+		}
+	}
 	for _, fam := range []struct {
 		name string
 		addr netip.Addr
