@@ -111,6 +111,7 @@ func Variants(tb testing.TB) []Variant {
 				"  - {ce: ce3, pe: pe202, vrf: cust-b, ipv4: 172.31.3.0/31, prefixes: [192.168.3.0/24, 192.168.33.7/32], routing: ebgp}\n"+
 				"  - {ce: ce4, pe: pe202, vrf: cust-a, ipv6: \"fd00:ce:4::/127\", prefixes: [\"fd00:4::/48\"], routing: static}\n"+
 				"  - {ce: ce5, pe: pe102, vrf: cust-b, ipv6: \"fd00:ce:5::/64\", prefixes: [\"fd00:5::/64\"], routing: ebgp}\n")},
+		{"backup-link", BackupLink(tb)},
 		{"bfd-off", edit("bfd: {enabled: true,", "bfd: {enabled: false,")},
 		{"encryption-none", edit("  type: ipsec\n", "  type: none\n")},
 		{"pubkey", edit("  auth: psk\n", "  auth: pubkey\n")},
@@ -141,6 +142,18 @@ func Variants(tb testing.TB) []Variant {
 			"  bgp: {connect_retry: 2, keepalive: 10, hold: 30}\n", "  bgp: {}\n",
 			"  mtu: 1500 ", "  mtu: 9000 ")},
 	}
+}
+
+// BackupLink is the default backbone, named "backup", with a high-cost
+// backup link across the ring (pe101-pe202, cost 100): the IGP reaches
+// pe202 from pe101 in two hops of cost 10, so the LDP session of the two
+// directly connected routers runs through a third one.
+func BackupLink(tb testing.TB) []byte {
+	tb.Helper()
+	return EditDefault(tb,
+		"name: default", "name: backup",
+		"  - between: [pe102, pe101]\n    encap: gre\n",
+		"  - between: [pe102, pe101]\n    encap: gre\n  - between: [pe101, pe202]\n    encap: gre\n    cost: 100\n")
 }
 
 // Generate returns a valid intent of n PEs (n >= 4) in a ring with chords
