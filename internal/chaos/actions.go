@@ -81,6 +81,12 @@ type Lab struct {
 
 // Build turns a scenario into the commands that inject and restore it.
 func Build(s Spec, l Lab) (*Actions, error) {
+	if s.A == "" && s.Link != "" {
+		var err error
+		if s.A, s.B, err = resolveLink(l.Plan, s.Link); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.Kind, err)
+		}
+	}
 	switch s.Kind {
 	case LinkShut:
 		ifc, err := linkInterface(l.Plan, s)
@@ -122,6 +128,35 @@ func Build(s Spec, l Lab) (*Actions, error) {
 	return nil, fmt.Errorf("unknown scenario %q: use one of %s", s.Kind, strings.Join(Kinds(), ", "))
 }
 
+// resolveLink splits "a-b-c" into the two routers of a link of the plan.
+func resolveLink(p *plan.Plan, link string) (string, string, error) {
+	var found [][2]string
+	for _, c := range plan.SplitNames(link) {
+		if r := p.Router(c[0]); r != nil && r.Underlay != nil {
+			for _, i := range r.Interfaces {
+				if i.Peer == c[1] {
+					found = append(found, c)
+				}
+			}
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0][0], found[0][1], nil
+	case 0:
+		var links []string
+		for _, l := range p.Links {
+			links = append(links, l.Name)
+		}
+		return "", "", fmt.Errorf("no link %q: use one of %s", link, strings.Join(links, ", "))
+	}
+	var forms []string
+	for _, c := range found {
+		forms = append(forms, plan.JoinNames(c[0], c[1]))
+	}
+	return "", "", fmt.Errorf("link %q is ambiguous: write %s", link, strings.Join(forms, " or "))
+}
+
 func backboneRouter(p *plan.Plan, name string) (*plan.Router, error) {
 	r := p.Router(name)
 	if r == nil {
@@ -157,7 +192,7 @@ func linkInterface(p *plan.Plan, s Spec) (*plan.Interface, error) {
 		if i.Peer == s.B {
 			return i, nil
 		}
-		peers = append(peers, s.A+"-"+i.Peer)
+		peers = append(peers, plan.JoinNames(s.A, i.Peer))
 	}
 	return nil, fmt.Errorf("%s: no link between %s and %s: use one of %s", s.Kind, s.A, s.B, strings.Join(peers, ", "))
 }

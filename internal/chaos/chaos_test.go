@@ -65,7 +65,10 @@ func TestParseSpec(t *testing.T) {
 		{kind: "daemon-restart", args: []string{"pe201", "charon"}, want: Spec{Kind: DaemonRestart, Node: "pe201", Daemon: "charon"}},
 		{kind: "daemon-restart", args: []string{"pe201", "sshd"}, err: `unknown daemon "sshd"`},
 		{kind: "link-shut", args: []string{"pe101"}, err: "is not ROUTER-ROUTER"},
-		{kind: "link-shut", args: []string{"a-b", "c-d"}, err: "takes one link"},
+		{kind: "link-shut", args: []string{"a-b", "c-d"}, want: Spec{Kind: LinkShut, A: "a-b", B: "c-d"}},
+		{kind: "link-shut", args: []string{"a", "b", "c"}, err: "takes one link"},
+		{kind: "link-shut", args: []string{"a-b--c"}, want: Spec{Kind: LinkShut, A: "a-b", B: "c"}},
+		{kind: "link-shut", args: []string{"a-b-c"}, want: Spec{Kind: LinkShut, Link: "a-b-c"}},
 		{kind: "node-fail", args: []string{"a", "b"}, err: "takes one router"},
 		{kind: "meteor", err: `unknown scenario "meteor"`},
 	}
@@ -394,5 +397,49 @@ func TestStreams(t *testing.T) {
 	}
 	if st[4].Name != "pe101>pe201 ipv4" || st[4].From.Addr.String() != "10.10.0.2" || st[4].To.Addr.String() != "10.10.0.1" {
 		t.Errorf("first loopback stream %+v", st[4])
+	}
+}
+
+// Router names with dashes: "a-b" - "c" and "a" - "b-c" are different
+// links; a link given as "a-b-c" is resolved against the plan, and is an
+// error when both exist.
+func TestLinkNamesWithDashes(t *testing.T) {
+	y := intenttest.EditDefault(t,
+		"  - name: pe102\n", "  - name: a-b\n    role: pe\n    underlay: {ipv6: \"2001:db8:a::2/64\"}\n  - name: c\n    role: pe\n    underlay: {ipv6: \"2001:db8:c::2/64\"}\n  - name: b-c\n    role: pe\n    underlay: {ipv6: \"2001:db8:bc::2/64\"}\n  - name: a\n    role: pe\n    underlay: {ipv6: \"2001:db8:aa::2/64\"}\n  - name: pe102\n",
+		"\nvrfs:", "  - {between: [a-b, c], encap: gre}\n  - {between: [a, b-c], encap: gre}\n  - {between: [a, pe101], encap: gre}\n  - {between: [c, pe101], encap: gre}\n  - {between: [b-c, pe101], encap: gre}\n  - {between: [a-b, pe101], encap: gre}\n\nvrfs:")
+	p := intenttest.Plan(t, y, "dashes")
+	names := map[string]bool{}
+	for _, l := range p.Links {
+		if names[l.Name] {
+			t.Errorf("two links named %q", l.Name)
+		}
+		names[l.Name] = true
+	}
+	if !names["a-b--c"] || !names["a--b-c"] {
+		t.Errorf("link names %v, want a-b--c and a--b-c", names)
+	}
+	if plan.LinkKey("a-b", "c") == plan.LinkKey("a", "b-c") {
+		t.Errorf("both links have the PSK key %q", plan.LinkKey("a", "b-c"))
+	}
+	l := Lab{Plan: p}
+	spec, _ := ParseSpec(LinkShut, []string{"a-b-c"})
+	if _, err := Build(spec, l); err == nil || !strings.Contains(err.Error(), "ambiguous: write a--b-c or a-b--c") {
+		t.Errorf("a-b-c: %v", err)
+	}
+	for _, c := range []struct {
+		args []string
+		ifc  string
+	}{{[]string{"a-b--c"}, "gre-c"}, {[]string{"a--b-c"}, "gre-b-c"}, {[]string{"a", "b-c"}, "gre-b-c"}} {
+		spec, err := ParseSpec(LinkShut, c.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acts, err := Build(spec, l)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if got := strs(acts.Inject)[0]; !strings.Contains(got, "interface "+c.ifc) {
+			t.Errorf("%v: inject %q, want interface %s", c.args, got, c.ifc)
+		}
 	}
 }

@@ -44,7 +44,10 @@ type Result struct {
 	End       float64 `json:"end_ms"`
 	// Recovered: control plane converged and every stream flowing, with
 	// no open gap. Note says what was still broken otherwise.
-	Recovered bool           `json:"recovered"`
+	Recovered bool `json:"recovered"`
+	// Incomplete: the run was interrupted (Ctrl-C, SIGTERM); the fault
+	// was restored and the figures stop there.
+	Incomplete bool           `json:"incomplete,omitempty"`
 	Note      string         `json:"note,omitempty"`
 	Actions   *Actions       `json:"actions"`
 	Streams   []StreamResult `json:"streams"`

@@ -92,7 +92,9 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	}
 	popt := o.Lab.Probe
 	popt.Grace = o.stale()
-	sess, err := probe.Start(ctx, streams, popt)
+	// The probes outlive an interrupt: what they measured until then is
+	// still reported (marked incomplete) once the fault is restored.
+	sess, err := probe.Start(context.WithoutCancel(ctx), streams, popt)
 	if err != nil {
 		return nil, err
 	}
@@ -107,11 +109,16 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 		return nil, fmt.Errorf("before the fault: %w", err)
 	}
 	sleep(ctx, o.Baseline)
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("interrupted before the fault: nothing was changed")
+	}
 
 	res := &Result{Scenario: o.Spec.String(), Spec: o.Spec, Run: run, Backend: o.Backend, Interval: ms(o.Interval), CoreInterval: ms(o.CoreInterval), Actions: acts}
 	inject := sess.Now()
 	o.Progress("run %d: inject %s", run, o.Spec)
-	if err := Execute(ctx, o.Runner, acts.Inject); err != nil {
+	// An inject runs to its end (a few commands): a half-injected fault
+	// would be harder to undo than a whole one.
+	if err := Execute(context.WithoutCancel(ctx), o.Runner, acts.Inject); err != nil {
 		// Put back what can be put back before reporting.
 		rerr := Execute(context.WithoutCancel(ctx), o.Runner, acts.Restore)
 		return nil, errors.Join(fmt.Errorf("inject %s: %w", o.Spec, err), wrapRestore(rerr))
@@ -128,6 +135,10 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	restoreDone := sess.Now()
 	o.Progress("run %d: waiting for recovery: %s converged, every stream flowing, then %s without loss", run, strings.Join(acts.Converge, " and "), o.Settle)
 	conv, note := waitRecovery(ctx, o, sess, streams, acts, restoreDone)
+	if ctx.Err() != nil {
+		res.Incomplete = true
+		note = fmt.Sprintf("interrupted %.1fs after inject: the fault was restored; recovery was not awaited", (sess.Now() - inject).Seconds())
+	}
 	res.Converged = ms(conv)
 	recs := sess.StopWithin(o.stale())
 	stopped = true

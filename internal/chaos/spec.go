@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/backbone-net/backbone/internal/plan"
 )
 
 // Scenario kinds.
@@ -42,9 +44,12 @@ const (
 type Spec struct {
 	Kind string `json:"kind"`
 	// A and B are the ends of the link (link-shut, underlay-cut,
-	// ipsec-rekey); the fault is injected on A.
-	A string `json:"a,omitempty"`
-	B string `json:"b,omitempty"`
+	// ipsec-rekey); the fault is injected on A. Link is the link as given
+	// when its split into A and B needs the plan ("a-b-c": router names
+	// may contain dashes); Build resolves it.
+	A    string `json:"a,omitempty"`
+	B    string `json:"b,omitempty"`
+	Link string `json:"-"`
 	// Node is the target of node-fail and daemon-restart.
 	Node   string `json:"node,omitempty"`
 	Daemon string `json:"daemon,omitempty"`
@@ -64,7 +69,10 @@ func (s Spec) String() string {
 		}
 		return s.Kind + " " + s.Node + " " + s.Daemon
 	default:
-		return s.Kind + " " + s.A + "-" + s.B
+		if s.A == "" {
+			return s.Kind + " " + s.Link
+		}
+		return s.Kind + " " + plan.JoinNames(s.A, s.B)
 	}
 }
 
@@ -78,14 +86,21 @@ func ParseSpec(kind string, args []string) (Spec, error) {
 		case 0:
 		case 1:
 			link = args[0]
+		case 2:
+			// Two routers: no splitting needed, whatever their names.
+			s.A, s.B = args[0], args[1]
+			return s, nil
 		default:
-			return s, fmt.Errorf("%s takes one link A-B (e.g. %s), got %q", kind, DefaultLink, strings.Join(args, " "))
+			return s, fmt.Errorf("%s takes one link A-B (e.g. %s) or two routers, got %q", kind, DefaultLink, strings.Join(args, " "))
 		}
-		a, b, ok := strings.Cut(link, "-")
-		if !ok || a == "" || b == "" || strings.Contains(b, "-") {
+		switch c := plan.SplitNames(link); len(c) {
+		case 0:
 			return s, fmt.Errorf("%s: link %q is not ROUTER-ROUTER (e.g. %s)", kind, link, DefaultLink)
+		case 1:
+			s.A, s.B = c[0][0], c[0][1]
+		default:
+			s.Link = link // router names with dashes: the plan decides
 		}
-		s.A, s.B = a, b
 	case NodeFail:
 		s.Node = DefaultNode
 		switch len(args) {

@@ -119,6 +119,9 @@ control plane did not converge within --recover-timeout).`,
 			if err != nil {
 				return err
 			}
+			if ctx.Err() != nil {
+				return &ExitError{Code: 130, Err: fmt.Errorf("chaos %s: interrupted; the fault was restored and the report above stops there (incomplete)", rep.Scenario)}
+			}
 			if rep.Summary.NotRecovered > 0 {
 				return &ExitError{Code: 1, Err: fmt.Errorf("chaos %s: %d of %d run(s) did not recover", rep.Scenario, rep.Summary.NotRecovered, len(rep.Runs))}
 			}
@@ -169,6 +172,9 @@ func runChaos(ctx context.Context, e *env, s *lab.Session, spec chaos.Spec, f ch
 		}
 		progress("run %d: %s", i, runLine(res))
 		rep.Runs = append(rep.Runs, res)
+		if res.Incomplete {
+			break
+		}
 	}
 	rep.Summary = chaos.Summarize(rep.Runs)
 	return rep, nil
@@ -200,9 +206,12 @@ func printChaos(w io.Writer, rep *chaosReport) {
 		fmt.Fprintf(w, "chaos %s, run %d/%d (lab %q, backend %s)\n", rep.Scenario, r.Run, len(rep.Runs), rep.Lab, rep.Backend)
 		fmt.Fprintf(w, "  probes every %gms between sites, %gms between PE loopbacks; they left %s and %s\n", r.Interval, r.CoreInterval, spacingText(r.Achieved), spacingText(r.CoreAchieved))
 		fmt.Fprintf(w, "  inject at %.2fs (done %.2fs), restore at %.2fs (done %.2fs), ", r.Inject/1000, r.InjectDone/1000, r.Restore/1000, r.RestoreDone/1000)
-		if r.Recovered {
+		switch {
+		case r.Incomplete:
+			fmt.Fprintf(w, "INCOMPLETE: %s\n", r.Note)
+		case r.Recovered:
 			fmt.Fprintf(w, "converged at %.2fs, recovered\n", r.Converged/1000)
-		} else {
+		default:
 			fmt.Fprintf(w, "NOT RECOVERED: %s\n", r.Note)
 		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)

@@ -126,6 +126,14 @@ per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).
 				source = path
 			}
 			s, err := lab.Up(ctx, paths, lab.UpOptions{Backend: backend, Source: source, Timeout: timeout, VMMemoryMiB: vmMem, Start: start, Progress: progress})
+			if err != nil && ctx.Err() != nil {
+				// Interrupted: take back what was built.
+				rep, derr := lab.Down(p.Name, progress)
+				if derr != nil {
+					return fmt.Errorf("lab up interrupted; removing the partial lab failed: %w (run `backbone lab down --name %s`)", derr, p.Name)
+				}
+				return &ExitError{Code: 130, Err: fmt.Errorf("lab up interrupted: the partial lab is removed (%d namespaces, %d processes)", len(rep.Namespaces), rep.Processes)}
+			}
 			if err != nil {
 				return fmt.Errorf("lab up: %w\nthe lab is left as it is for inspection (`backbone lab status`, `backbone lab exec`); remove it with `backbone lab down --name %s`", err, p.Name)
 			}

@@ -29,10 +29,11 @@ func newRenderCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := render.Write(out, files); err != nil {
+			// Secrets first: configs on disk never use a key that is not stored.
+			if err := store.Save(); err != nil {
 				return err
 			}
-			if err := store.Save(); err != nil {
+			if err := render.Write(out, files); err != nil {
 				return err
 			}
 			if asJSON {

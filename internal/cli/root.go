@@ -4,8 +4,13 @@
 package cli
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -33,7 +38,10 @@ type env struct {
 	stderr io.Writer
 }
 
-// Execute runs the CLI with args and returns the process exit code.
+// Execute runs the CLI with args and returns the process exit code. The
+// first SIGINT or SIGTERM cancels the command's context: commands that
+// change a system put it back (chaos restores its fault, lab up removes
+// what it built) and report what they did; a second one exits at once.
 func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	e := &env{stdin: stdin, stdout: stdout, stderr: stderr}
 	root := newRoot(e)
@@ -41,7 +49,25 @@ func Execute(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, err
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	err := root.Execute()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "backbone: %s: stopping cleanly (again to stop at once)\n", s)
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		if s, ok := <-sigs; ok {
+			fmt.Fprintf(stderr, "backbone: %s: stopping at once\n", s)
+			os.Exit(130)
+		}
+	}()
+	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0, nil
 	}

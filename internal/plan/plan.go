@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/backbone-net/backbone/internal/intent"
 )
@@ -423,7 +424,7 @@ func (b *builder) links(p *Plan) {
 			min = bud.InnerMTU
 		}
 		pl := &Link{
-			Index: i, Name: l.Between[0] + "-" + l.Between[1], Ends: l.Between, Encap: l.Encap,
+			Index: i, Name: JoinNames(l.Between[0], l.Between[1]), Ends: l.Between, Encap: l.Encap,
 			IPv4: n4, IPv6: n6, Encrypted: l.Encrypted(), LDP: l.LDPEnabled(), MTU: bud,
 		}
 		if l.Encap == intent.EncapVXLAN {
@@ -455,12 +456,51 @@ func (b *builder) links(p *Plan) {
 	p.CustomerMTU = min
 }
 
+// linkKey seeds a link's preferred allocation slot. Two links may share
+// a seed (a-b with c, a with b-c): they then take neighbouring slots, which
+// is harmless; names are never built from it.
 func linkKey(l intent.Link) string {
 	a, b := l.Between[0], l.Between[1]
 	if b < a {
 		a, b = b, a
 	}
 	return a + "-" + b
+}
+
+// JoinNames names the pair of routers a, b: "a-b", or "a--b" when a name
+// has a dash of its own. Router names never contain "--", so the result
+// always splits back into the same two names ("a-b" and "c" give
+// "a-b--c", "a" and "b-c" give "a--b-c").
+func JoinNames(a, b string) string {
+	if strings.Contains(a, "-") || strings.Contains(b, "-") {
+		return a + "--" + b
+	}
+	return a + "-" + b
+}
+
+// SplitNames is the inverse of JoinNames for names without a dash, and
+// for the "--" form; for "a-b-c" it cannot know where to split and
+// returns every candidate.
+func SplitNames(s string) [][2]string {
+	if a, b, ok := strings.Cut(s, "--"); ok {
+		return [][2]string{{a, b}}
+	}
+	var out [][2]string
+	for i := 0; i < len(s); i++ {
+		if s[i] == '-' && i > 0 && i < len(s)-1 {
+			out = append(out, [2]string{s[:i], s[i+1:]})
+		}
+	}
+	return out
+}
+
+// LinkKey names the link between two routers whatever their order (the
+// key of its pre-shared key in the secret store).
+func LinkKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return JoinNames(a, b)
 }
 
 func (b *builder) vrfs(p *Plan) {

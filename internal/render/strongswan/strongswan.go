@@ -183,14 +183,6 @@ func SwanctlConf(p *plan.Plan, r *plan.Router) []byte {
 	return []byte(b.String())
 }
 
-// LinkKey names a link's PSK in the secret store.
-func LinkKey(a, b string) string {
-	if b < a {
-		a, b = b, a
-	}
-	return a + "-" + b
-}
-
 // Credentials supplies the secrets the configs need: pre-shared keys by
 // link key, or the CA and router certificates for pubkey authentication.
 type Credentials interface {
@@ -222,7 +214,7 @@ func SecretsConf(p *plan.Plan, r *plan.Router, keys Credentials) []byte {
 			continue
 		}
 		fmt.Fprintf(&b, "    ike-%s {\n        id-local = %s\n        id-remote = %s\n        secret = \"0s%s\"\n    }\n",
-			i.Peer, r.Name, i.Peer, keys.PSK(LinkKey(r.Name, i.Peer)))
+			i.Peer, r.Name, i.Peer, keys.PSK(plan.LinkKey(r.Name, i.Peer)))
 	}
 	b.WriteString("}\n")
 	return []byte(b.String())
