@@ -8,6 +8,7 @@ const (
 	DefaultArea           = "0.0.0.0"
 	DefaultHello          = 10
 	DefaultDead           = 40
+	DefaultRetransmit     = 5
 	DefaultCost           = 10
 	DefaultConnectRetry   = 120
 	DefaultBFDInterval    = 300
@@ -49,6 +50,9 @@ func (in *Intent) applyDefaults() {
 	}
 	if p.OSPF.HelloInterval == 0 {
 		p.OSPF.HelloInterval = DefaultHello
+	}
+	if p.OSPF.RetransmitInterval == 0 {
+		p.OSPF.RetransmitInterval = DefaultRetransmit
 	}
 	if p.OSPF.DeadInterval == 0 {
 		p.OSPF.DeadInterval = 4 * p.OSPF.HelloInterval

@@ -67,6 +67,11 @@ type OSPF struct {
 	Area          string `yaml:"area" json:"area"`
 	HelloInterval int    `yaml:"hello_interval" json:"hello_interval"`
 	DeadInterval  int    `yaml:"dead_interval" json:"dead_interval"`
+	// RetransmitInterval is how long an unacknowledged OSPF packet (a
+	// database description, an LSA) waits before it is sent again, in
+	// seconds (FRR's default: 5). A packet lost while a link comes up
+	// delays its adjacency by this much.
+	RetransmitInterval int `yaml:"retransmit_interval" json:"retransmit_interval"`
 	// Cost is the default interface cost; links may override it.
 	Cost int `yaml:"cost" json:"cost"`
 }

@@ -275,6 +275,9 @@ func validateProtocols(in *Intent, c *collector) {
 		c.errorf("protocols.ospf.dead_interval", "make it a multiple of the hello interval, usually 4x",
 			"dead interval %d must be greater than the hello interval %d", p.OSPF.DeadInterval, p.OSPF.HelloInterval)
 	}
+	if p.OSPF.RetransmitInterval < 1 || p.OSPF.RetransmitInterval > 65535 {
+		c.errorf("protocols.ospf.retransmit_interval", "use 1 to 65535 seconds (FRR's default is 5)", "retransmit interval %d is out of range", p.OSPF.RetransmitInterval)
+	}
 	if p.OSPF.Cost < 1 || p.OSPF.Cost > 65535 {
 		c.errorf("protocols.ospf.cost", "use 1 to 65535", "cost %d is out of range", p.OSPF.Cost)
 	}

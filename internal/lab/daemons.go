@@ -23,9 +23,9 @@ import (
 // FRRDir is where Debian installs the FRR daemons.
 const FRRDir = "/usr/lib/frr"
 
-// Start phases: strongSwan on every router first (policies loaded before
-// any tunnel is up, so nothing is ever sent in clear), then FRR. Tunnels
-// come up between the two, so IKE negotiates while FRR starts.
+// Start phases: strongSwan (its policies must be loaded on every router
+// before any tunnel comes up, so that nothing is ever sent in clear) and
+// FRR. They run side by side; see upHere.
 const (
 	PhaseIPsec = "ipsec"
 	PhaseFRR   = "frr"

@@ -146,15 +146,19 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 	progress("topology: done at %s", t.Topology.Round(time.Millisecond))
 
 	progress("daemons: strongSwan and FRR on %d routers", len(pl.Routers))
-	if err := s.runPhase(ctx, PhaseIPsec); err != nil {
-		return nil, err
+	// strongSwan and FRR start side by side; tunnels come up as soon as
+	// every router's IPsec policies are in place (nothing leaves in clear),
+	// whether FRR is ready yet or not, so IKE negotiates while FRR starts.
+	frrDone := make(chan error, 1)
+	go func() { frrDone <- s.runPhase(ctx, PhaseFRR) }()
+	err := s.runPhase(ctx, PhaseIPsec)
+	if err == nil {
+		err = s.tunnelsUp(ctx)
 	}
-	// Tunnels come up only now that IPsec policies are in place; IKE
-	// negotiates while FRR starts.
-	if err := s.tunnelsUp(ctx); err != nil {
-		return nil, err
+	if ferr := <-frrDone; err == nil {
+		err = ferr
 	}
-	if err := s.runPhase(ctx, PhaseFRR); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	t.Daemons = time.Since(o.Start)

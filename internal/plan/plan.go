@@ -43,6 +43,7 @@ type Protocols struct {
 	Area            string   `json:"ospf_area"`
 	Hello           int      `json:"ospf_hello"`
 	Dead            int      `json:"ospf_dead"`
+	Retransmit      int      `json:"ospf_retransmit"`
 	LDPSync         bool     `json:"ldp_sync"`
 	LDPPreferIPv4   bool     `json:"ldp_prefer_ipv4"`
 	LDPHello        int      `json:"ldp_hello"`
@@ -271,7 +272,7 @@ func (b *builder) build() *Plan {
 			Auth: in.Encryption.Auth, UDPEncap: in.Encryption.UDPEncap, RekeyTime: in.Encryption.RekeyTime,
 		},
 		Protocols: Protocols{
-			Area: area, Hello: in.Protocols.OSPF.HelloInterval, Dead: in.Protocols.OSPF.DeadInterval,
+			Area: area, Hello: in.Protocols.OSPF.HelloInterval, Dead: in.Protocols.OSPF.DeadInterval, Retransmit: in.Protocols.OSPF.RetransmitInterval,
 			LDPSync: *in.Protocols.LDP.Sync, LDPPreferIPv4: in.Protocols.LDP.PreferIPv4,
 			LDPHello: in.Protocols.LDP.HelloInterval, LDPHold: in.Protocols.LDP.HoldTime,
 			BFD: *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,

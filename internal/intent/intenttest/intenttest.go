@@ -138,7 +138,7 @@ func Variants(tb testing.TB) []Variant {
 			"  mode: transport\n", "  mode: tunnel\n  udp_encap: true\n  rekey_time: 1d\n",
 			"  ike: chacha20poly1305-prfsha256-x25519\n", "  ike: aes256-sha384-ecp384\n",
 			"  esp: chacha20poly1305-x25519\n", "  esp: aes256-sha256-modp3072\n",
-			"  ospf: {area: 0.0.0.0, hello_interval: 1, dead_interval: 4, cost: 10}\n", "  ospf: {area: 7}\n",
+			"  ospf: {area: 0.0.0.0, hello_interval: 1, dead_interval: 4, retransmit_interval: 1, cost: 10}\n", "  ospf: {area: 7}\n",
 			"  bgp: {connect_retry: 2, keepalive: 10, hold: 30}\n", "  bgp: {}\n",
 			"  mtu: 1500 ", "  mtu: 9000 ")},
 	}

@@ -119,6 +119,9 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line(" ip ospf cost %d", i.Cost)
 		w.line(" ip ospf hello-interval %d", pr.Hello)
 		w.line(" ip ospf dead-interval %d", pr.Dead)
+		if pr.Retransmit != intent.DefaultRetransmit {
+			w.line(" ip ospf retransmit-interval %d", pr.Retransmit)
+		}
 		if pr.BFD {
 			// "ip ospf bfd profile" alone starts no session on FRR 8.4.
 			w.line(" ip ospf bfd")
@@ -129,6 +132,9 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line(" ipv6 ospf6 cost %d", i.Cost)
 		w.line(" ipv6 ospf6 hello-interval %d", pr.Hello)
 		w.line(" ipv6 ospf6 dead-interval %d", pr.Dead)
+		if pr.Retransmit != intent.DefaultRetransmit {
+			w.line(" ipv6 ospf6 retransmit-interval %d", pr.Retransmit)
+		}
 		if pr.BFD {
 			w.line(" ipv6 ospf6 bfd")
 			w.line(" ipv6 ospf6 bfd profile %s", BFDProfile)
@@ -201,10 +207,15 @@ func renderLDP(w *writer, p *plan.Plan, r *plan.Router) {
 			w.line(" neighbor %s ttl-security disable", p.Router(i.Peer).LoopbackV4)
 		}
 	}
+	// IPv6 first: ldpd starts the families in this order, and the first
+	// hello a neighbor hears fixes the session's transport. Sessions run
+	// over IPv6 (dual-stack prefers it); one set up over IPv4 first fails
+	// while LDP-IGP sync keeps the IPv4 loopbacks unreachable, and only
+	// recovers when its adjacency times out.
 	for _, fam := range []struct {
 		name string
 		addr netip.Addr
-	}{{"ipv4", r.LoopbackV4}, {"ipv6", r.LoopbackV6}} {
+	}{{"ipv6", r.LoopbackV6}, {"ipv4", r.LoopbackV4}} {
 		w.line(" !")
 		w.line(" address-family %s", fam.name)
 		w.line("  discovery transport-address %s", fam.addr)
@@ -229,8 +240,17 @@ const (
 	GroupV6 = "VPNV6"
 )
 
+// routeMapDelay renders bgpd's route-map delay timer: 0 applies route-map
+// changes at once (FRR's default, 5 s, also holds every session for that
+// long after the configuration is loaded at start).
+func routeMapDelay(w *writer) {
+	w.line("bgp route-map delay-timer 0")
+	w.line("!")
+}
+
 func renderBGP(w *writer, p *plan.Plan, r *plan.Router) {
 	pr := p.Protocols
+	routeMapDelay(w)
 	w.line("router bgp %d", p.ASN)
 	w.line(" bgp router-id %s", r.LoopbackV4)
 	w.line(" bgp log-neighbor-changes")
@@ -394,6 +414,7 @@ func renderCE(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line("!")
 		return
 	}
+	routeMapDelay(w)
 	w.line("router bgp %d", s.CEASN)
 	w.line(" bgp router-id %s", ceRouterID(s))
 	w.line(" bgp log-neighbor-changes")

@@ -117,6 +117,11 @@ func Render(p *plan.Plan, r *plan.Router) *Host {
 	}
 	h.Modules = modules(p, r)
 	h.sysctl("net.mpls.platform_labels", fmt.Sprint(p.Protocols.PlatformLabels), "")
+	if strongswanNeeded(r) {
+		// Queue, rather than drop, what a trap policy holds while IKE
+		// negotiates: the first hellos of a link are not lost.
+		h.sysctl("net.core.xfrm_larval_drop", "0", "")
+	}
 	h.Addresses = append(h.Addresses,
 		Address{"lo", netip.PrefixFrom(r.LoopbackV4, 32)},
 		Address{"lo", netip.PrefixFrom(r.LoopbackV6, 128)})
@@ -227,4 +232,14 @@ func modules(p *plan.Plan, r *plan.Router) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// strongswanNeeded reports whether r has an encrypted link.
+func strongswanNeeded(r *plan.Router) bool {
+	for _, i := range r.Interfaces {
+		if i.Encrypted {
+			return true
+		}
+	}
+	return false
 }

@@ -14,6 +14,7 @@ sysctl -qw net.ipv4.conf.default.rp_filter=0
 sysctl -qw net.ipv6.conf.all.keep_addr_on_down=1
 sysctl -qw net.ipv6.conf.default.keep_addr_on_down=1
 sysctl -qw net.mpls.platform_labels=100000
+sysctl -qw net.core.xfrm_larval_drop=0
 
 # devices
 ip link set lo up
