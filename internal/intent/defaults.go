@@ -9,6 +9,7 @@ const (
 	DefaultHello          = 10
 	DefaultDead           = 40
 	DefaultRetransmit     = 5
+	DefaultLDPSyncWait    = 10
 	DefaultCost           = 10
 	DefaultConnectRetry   = 120
 	DefaultBFDInterval    = 300
@@ -65,6 +66,9 @@ func (in *Intent) applyDefaults() {
 	}
 	if p.LDP.Sync == nil {
 		p.LDP.Sync = boolPtr(true)
+	}
+	if p.LDP.SyncWait == 0 {
+		p.LDP.SyncWait = DefaultLDPSyncWait
 	}
 	if p.LDP.HelloInterval == 0 {
 		p.LDP.HelloInterval = 5

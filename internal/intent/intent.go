@@ -88,6 +88,11 @@ type LDP struct {
 	// (FRR's defaults: 5 and 15).
 	HelloInterval int `yaml:"hello_interval" json:"hello_interval"`
 	HoldTime      int `yaml:"hold_time" json:"hold_time"`
+	// SyncWait is how long LDP waits, once a session is up, before it
+	// tells the IGP that the link has its labels (LDP-IGP sync), in
+	// seconds (FRR's default: 10). Until then OSPF keeps the link at
+	// maximum cost.
+	SyncWait int `yaml:"sync_wait" json:"sync_wait"`
 }
 
 // BGP carries the L3VPN routes.

@@ -300,6 +300,9 @@ func validateProtocols(in *Intent, c *collector) {
 		c.errorf("protocols.ldp.enabled", "enable LDP: the VPN routes resolve only over labelled paths",
 			"L3VPN needs a labelled path between PEs and LDP is the only label protocol backbone renders")
 	}
+	if p.LDP.SyncWait < 1 || p.LDP.SyncWait > 10000 {
+		c.errorf("protocols.ldp.sync_wait", "use 1 to 10000 seconds (FRR's default is 10)", "LDP sync wait %d is out of range", p.LDP.SyncWait)
+	}
 	if p.LDP.HelloInterval < 1 || p.LDP.HelloInterval > 65535 {
 		c.errorf("protocols.ldp.hello_interval", "use 1 to 65535 seconds", "LDP hello interval %d is out of range", p.LDP.HelloInterval)
 	}

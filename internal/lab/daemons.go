@@ -2,14 +2,12 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/backbone-net/backbone/internal/lab/netconf"
 	"github.com/backbone-net/backbone/internal/layout"
@@ -126,23 +124,13 @@ func (s *Session) StartScripts(nodeName string) []string {
 	return out
 }
 
-// runPhase runs one start phase on every router that has it, in parallel.
-func (s *Session) runPhase(ctx context.Context, phase string) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.Config.Plan.Routers))
-	for i, r := range s.Config.Plan.Routers {
-		script := s.Paths.StartScript(r.Name, phase)
-		if !fileExists(script) {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.runScript(ctx, r.Name, script)
-		}()
+// runPhaseOn runs one start phase of a node, if it has that phase.
+func (s *Session) runPhaseOn(ctx context.Context, nodeName, phase string) error {
+	script := s.Paths.StartScript(nodeName, phase)
+	if !fileExists(script) {
+		return nil
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return s.runScript(ctx, nodeName, script)
 }
 
 // runScript runs a start script in a node; a failure carries the tails of

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/backbone-net/backbone/internal/lab/namespace"
@@ -112,57 +113,54 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 		}
 	}
 	// Each node comes up on its own: a UML kernel boots, then configures
-	// itself; a namespace node is configured at once.
+	// itself (a namespace node is configured at once), then starts its
+	// daemons, strongSwan and FRR side by side. Tunnels come up once every
+	// router's IPsec policies are in place, so that nothing ever leaves in
+	// clear, whether FRR is ready yet or not: IKE negotiates while FRR
+	// starts.
+	progress("daemons: strongSwan and FRR on %d routers as soon as each is configured", len(pl.Routers))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
+	var wg, ipsecReady sync.WaitGroup
+	var ipsecFailed atomic.Bool
+	ipsecReady.Add(len(nodes))
 	errs := make([]error, len(nodes))
 	for i, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h := s.Config.Hosts[n.Name]
-			if n.Place != PlaceUML {
-				errs[i] = namespace.Do(p.Netns(n.Name), func() error { return SetupNode(p, n.Name, h) })
-				return
-			}
-			m, err := s.bootMachine(ctx, n.Name)
-			if err != nil {
+			ready := sync.OnceFunc(ipsecReady.Done)
+			defer ready()
+			if err := s.configureNode(ctx, n, o, t, &mu); err != nil {
 				errs[i] = err
+				ipsecFailed.Store(true)
 				return
 			}
 			mu.Lock()
-			t.Boot = max(t.Boot, time.Since(o.Start))
-			s.guests[n.Name] = m
+			t.Topology = max(t.Topology, time.Since(o.Start))
 			mu.Unlock()
-			progress("uml: %s booted in %s", n.Name, m.Boot.Round(time.Millisecond))
-			errs[i] = s.setupInGuest(ctx, n.Name)
+			frr := make(chan error, 1)
+			go func() { frr <- s.runPhaseOn(ctx, n.Name, PhaseFRR) }()
+			err := s.runPhaseOn(ctx, n.Name, PhaseIPsec)
+			if err != nil {
+				ipsecFailed.Store(true)
+			}
+			ready()
+			ipsecReady.Wait()
+			if tun := tunnels(s.Config.Hosts[n.Name]); err == nil && !ipsecFailed.Load() && len(tun) > 0 {
+				err = s.linksUp(ctx, n.Name, tun)
+			}
+			if ferr := <-frr; err == nil {
+				err = ferr
+			}
+			errs[i] = err
 		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	t.Topology = time.Since(o.Start)
-	progress("topology: done at %s", t.Topology.Round(time.Millisecond))
-
-	progress("daemons: strongSwan and FRR on %d routers", len(pl.Routers))
-	// strongSwan and FRR start side by side; tunnels come up as soon as
-	// every router's IPsec policies are in place (nothing leaves in clear),
-	// whether FRR is ready yet or not, so IKE negotiates while FRR starts.
-	frrDone := make(chan error, 1)
-	go func() { frrDone <- s.runPhase(ctx, PhaseFRR) }()
-	err := s.runPhase(ctx, PhaseIPsec)
-	if err == nil {
-		err = s.tunnelsUp(ctx)
-	}
-	if ferr := <-frrDone; err == nil {
-		err = ferr
-	}
-	if err != nil {
-		return nil, err
-	}
 	t.Daemons = time.Since(o.Start)
-	progress("daemons: started at %s", t.Daemons.Round(time.Millisecond))
+	progress("topology: done at %s; daemons: started at %s", t.Topology.Round(time.Millisecond), t.Daemons.Round(time.Millisecond))
 
 	progress("convergence: waiting for the first CE-to-CE packets (IPv4 and IPv6)")
 	first, err := s.waitFirstPackets(ctx, o.Start, o.Timeout, progress)
@@ -197,23 +195,23 @@ func (s *Session) hasPlace(place string) bool {
 	return false
 }
 
-// tunnelsUp brings every router's tunnels up.
-func (s *Session) tunnelsUp(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(s.Config.Plan.Routers))
-	for i, r := range s.Config.Plan.Routers {
-		tun := tunnels(s.Config.Hosts[r.Name])
-		if len(tun) == 0 {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.linksUp(ctx, r.Name, tun)
-		}()
+// configureNode brings a node to the point where its daemons can start:
+// a namespace node is configured here; a UML router boots, then
+// configures itself.
+func (s *Session) configureNode(ctx context.Context, n NodeState, o UpOptions, t *Timings, mu *sync.Mutex) error {
+	if n.Place != PlaceUML {
+		return namespace.Do(s.Paths.Netns(n.Name), func() error { return SetupNode(s.Paths, n.Name, s.Config.Hosts[n.Name]) })
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	m, err := s.bootMachine(ctx, n.Name)
+	if err != nil {
+		return err
+	}
+	mu.Lock()
+	t.Boot = max(t.Boot, time.Since(o.Start))
+	s.guests[n.Name] = m
+	mu.Unlock()
+	o.Progress("uml: %s booted in %s", n.Name, m.Boot.Round(time.Millisecond))
+	return s.setupInGuest(ctx, n.Name)
 }
 
 // linksUp sets a node's devices up: in process for a namespace node, with

@@ -48,6 +48,7 @@ type Protocols struct {
 	LDPPreferIPv4   bool     `json:"ldp_prefer_ipv4"`
 	LDPHello        int      `json:"ldp_hello"`
 	LDPHold         int      `json:"ldp_hold"`
+	LDPSyncWait     int      `json:"ldp_sync_wait"`
 	BFD             bool     `json:"bfd"`
 	BFDIntervalMS   int      `json:"bfd_interval_ms"`
 	BFDMultiplier   int      `json:"bfd_multiplier"`
@@ -274,7 +275,7 @@ func (b *builder) build() *Plan {
 		Protocols: Protocols{
 			Area: area, Hello: in.Protocols.OSPF.HelloInterval, Dead: in.Protocols.OSPF.DeadInterval, Retransmit: in.Protocols.OSPF.RetransmitInterval,
 			LDPSync: *in.Protocols.LDP.Sync, LDPPreferIPv4: in.Protocols.LDP.PreferIPv4,
-			LDPHello: in.Protocols.LDP.HelloInterval, LDPHold: in.Protocols.LDP.HoldTime,
+			LDPHello: in.Protocols.LDP.HelloInterval, LDPHold: in.Protocols.LDP.HoldTime, LDPSyncWait: in.Protocols.LDP.SyncWait,
 			BFD: *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,
 			ConnectRetry: in.Protocols.BGP.ConnectRetry, Keepalive: in.Protocols.BGP.Keepalive, Hold: in.Protocols.BGP.Hold,
 			PlatformLabels: in.Protocols.MPLS.PlatformLabels, LabelStack: in.Protocols.MPLS.LabelStack,

@@ -80,7 +80,8 @@ func (r *Report) OK() bool { return r.Failed == 0 && r.Passed > 0 }
 
 // Options tune a run.
 type Options struct {
-	// Capture is how long the underlay is captured (default 3 s).
+	// Capture is how long the underlay is captured (default 2 s: BFD
+	// alone sends several packets a second on every link).
 	Capture time.Duration
 }
 
@@ -91,9 +92,23 @@ func Run(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options) *Repo
 
 func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Report {
 	if opt.Capture == 0 {
-		opt.Capture = 3 * time.Second
+		opt.Capture = 2 * time.Second
 	}
 	start := time.Now()
+	// Three things at once: the capture of the underlay (it needs the
+	// data-plane probes' traffic, and BFD's), the data-plane probes, and
+	// the collection of every router's state with the checks on it.
+	var wg sync.WaitGroup
+	capture, dataplane := &recorder{}, &recorder{}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		checkCapture(ctx, p, c, opt.Capture, capture)
+	}()
+	go func() {
+		defer wg.Done()
+		checkDataPlane(ctx, p, c, dataplane)
+	}()
 	sc := scope{p: p, sts: collect(ctx, p, c, nil)}
 	r := &recorder{}
 	checkIGP(sc, r)
@@ -101,20 +116,9 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 	checkLDP(sc, r)
 	checkBGP(sc, r)
 	checkKernel(sc, r)
-	// The capture runs while the data-plane probes generate traffic.
-	var wg sync.WaitGroup
-	var capRes []Result
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		cr := &recorder{}
-		checkCapture(ctx, p, c, opt.Capture, cr)
-		capRes = cr.results
-	}()
-	checkDataPlane(ctx, p, c, r)
-	wg.Wait()
 	checkSAs(sc, r)
-	r.results = append(r.results, capRes...)
+	wg.Wait()
+	r.results = append(append(r.results, dataplane.results...), capture.results...)
 	rep := &Report{Results: r.results, Duration: time.Since(start), Attempts: 1}
 	sort.SliceStable(rep.Results, func(i, j int) bool {
 		return groupOrder[rep.Results[i].Group] < groupOrder[rep.Results[j].Group]
@@ -165,7 +169,7 @@ func Wait(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options, d ti
 		select {
 		case <-ctx.Done():
 			return rep
-		case <-time.After(2 * time.Second):
+		case <-time.After(time.Second):
 		}
 	}
 }

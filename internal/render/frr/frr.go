@@ -197,6 +197,9 @@ func renderLDP(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line(" discovery hello holdtime %d", p.Protocols.LDPHold)
 		w.line(" discovery hello interval %d", p.Protocols.LDPHello)
 	}
+	if p.Protocols.LDPSync && p.Protocols.LDPSyncWait != intent.DefaultLDPSyncWait {
+		w.line(" wait-for-sync %d", p.Protocols.LDPSyncWait)
+	}
 	if p.Protocols.LDPPreferIPv4 {
 		w.line(" dual-stack transport-connection prefer ipv4")
 	}
