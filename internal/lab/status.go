@@ -37,12 +37,13 @@ type DaemonStatus struct {
 
 // statusScript lists a node's daemons from their pid files: "name pid
 // up|down" per line. It runs inside the node, whatever the backend.
-func statusScript(nodeDir string) string {
-	return `for f in /run/frr/*.pid ` + nodeDir + `/charon.pid; do
+func statusScript(frrRunDir, nodeDir string) string {
+	// Shell builtins only: under software emulation every process costs.
+	return `for f in ` + frrRunDir + `/*.pid ` + nodeDir + `/charon.pid; do
   [ -f "$f" ] || continue
-  n=$(basename "$f" .pid); [ "$n" = watchfrr ] && continue
-  p=$(cat "$f"); s=down
-  if [ -r /proc/$p/stat ] && [ "$(sed 's/.*) //' /proc/$p/stat | cut -c1)" != Z ]; then s=up; fi
+  n=${f##*/}; n=${n%.pid}; [ "$n" = watchfrr ] && continue
+  read -r p < "$f"; s=down
+  if [ -r /proc/$p/stat ] && read -r st < /proc/$p/stat; then st=${st##*) }; [ "${st%% *}" != Z ] && s=up; fi
   echo "$n $p $s"
 done`
 }
@@ -66,7 +67,7 @@ func (s *Session) Daemons(ctx context.Context, nodeName string) ([]DaemonStatus,
 	if err != nil {
 		return nil, err
 	}
-	out, err := node.Output(ctx, r, "sh", "-c", statusScript(s.Paths.NodeDir(nodeName)))
+	out, err := node.Output(ctx, r, "sh", "-c", statusScript("/run/frr", s.Paths.NodeDir(nodeName)))
 	if err != nil {
 		return nil, err
 	}

@@ -45,6 +45,15 @@ func TestLDPMultihop(t *testing.T) {
 			}
 		})
 	}
+	// The triangle: pe101-pe201 is the backup, both ways.
+	tri := intenttest.Plan(t, intenttest.Triangle(t), "triangle")
+	for _, r := range []string{"pe101", "pe201"} {
+		for _, i := range tri.Router(r).Interfaces {
+			if want := (i.Peer == "pe101" || i.Peer == "pe201"); i.LDPMultihop != want {
+				t.Errorf("triangle %s %s: multihop %v, want %v", r, i.Name, i.LDPMultihop, want)
+			}
+		}
+	}
 	// The warning names the path.
 	doc, err := intent.Load(intenttest.BackupLink(t), "backup")
 	if err != nil {

@@ -112,6 +112,7 @@ func Variants(tb testing.TB) []Variant {
 				"  - {ce: ce4, pe: pe202, vrf: cust-a, ipv6: \"fd00:ce:4::/127\", prefixes: [\"fd00:4::/48\"], routing: static}\n"+
 				"  - {ce: ce5, pe: pe102, vrf: cust-b, ipv6: \"fd00:ce:5::/64\", prefixes: [\"fd00:5::/64\"], routing: ebgp}\n")},
 		{"backup-link", BackupLink(tb)},
+		{"triangle", Triangle(tb)},
 		{"bfd-off", edit("bfd: {enabled: true,", "bfd: {enabled: false,")},
 		{"encryption-none", edit("  type: ipsec\n", "  type: none\n")},
 		{"pubkey", edit("  auth: psk\n", "  auth: pubkey\n")},
@@ -154,6 +155,20 @@ func BackupLink(tb testing.TB) []byte {
 		"name: default", "name: backup",
 		"  - between: [pe102, pe101]\n    encap: gre\n",
 		"  - between: [pe102, pe101]\n    encap: gre\n  - between: [pe101, pe202]\n    encap: gre\n    cost: 100\n")
+}
+
+// Triangle is the smallest backbone with such a backup link: three PEs,
+// pe101-pe201 at cost 100 while pe101-pe102-pe201 costs 20, and the two
+// sites on pe101 and pe201, so their traffic and the LDP session of
+// pe101 and pe201 both go through pe102. Named "triangle".
+func Triangle(tb testing.TB) []byte {
+	tb.Helper()
+	return EditDefault(tb,
+		"name: default", "name: triangle",
+		"  - name: pe202\n    role: pe\n    underlay: {ipv6: \"2001:db8:202::2/64\"}\n    loopback: {ipv4: 10.10.0.3, ipv6: \"fd53:ba85:6bf9:10::3\"}\n", "",
+		"  - between: [pe101, pe201]\n    encap: gre\n", "  - between: [pe101, pe201]\n    encap: gre\n    cost: 100\n",
+		"  - between: [pe201, pe202]\n    encap: gre\n", "  - between: [pe102, pe201]\n    encap: gre\n",
+		"  - between: [pe202, pe102]\n    encap: vxlan\n", "")
 }
 
 // Generate returns a valid intent of n PEs (n >= 4) in a ring with chords

@@ -1,0 +1,296 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
+)
+
+// TestDefaultBackbone brings up the default backbone on the backend this
+// machine chose (UML where the kernel lacks MPLS), checks it end to end,
+// injects faults that verify must name, runs chaos on it (a measured
+// run, then an interrupted one that must restore its fault), and takes it
+// down leaving nothing behind.
+func TestDefaultBackbone(t *testing.T) {
+	needLab(t)
+	const lab = "e2e"
+	c := newCLI(t)
+	st := c.labUp(lab, intenttest.EditDefault(t, "name: default", "name: "+lab), "--timings")
+
+	t.Run("ce1 reaches ce2 over IPv4 and IPv6", func(t *testing.T) {
+		for _, dst := range []string{"192.168.2.1", "fd00:2::1"} {
+			out := c.must("lab", "exec", "--name", lab, "ce1", "--", "ping", "-c3", "-i0.2", "-W2", dst)
+			if !strings.Contains(out, " 0% packet loss") {
+				t.Errorf("ping %s from ce1:\n%s", dst, out)
+			}
+		}
+	})
+	t.Run("LDP neighbors operational", func(t *testing.T) {
+		out := c.must("lab", "exec", "--name", lab, "pe101", "--", "vtysh", "-c", "show mpls ldp neighbor json")
+		var nb struct {
+			Neighbors []struct {
+				NeighborID string `json:"neighborId"`
+				State      string `json:"state"`
+			} `json:"neighbors"`
+		}
+		if err := json.Unmarshal([]byte(out), &nb); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		up := map[string]bool{}
+		for _, n := range nb.Neighbors {
+			if n.State == "OPERATIONAL" {
+				up[n.NeighborID] = true
+			}
+		}
+		// pe101's neighbors in the ring: pe201 (10.10.0.1) and pe102 (10.10.0.4).
+		if !up["10.10.0.1"] || !up["10.10.0.4"] {
+			t.Errorf("pe101 LDP neighbors: %+v", nb.Neighbors)
+		}
+	})
+	t.Run("status names the backend", func(t *testing.T) {
+		out := c.must("lab", "status", "--name", lab, "--json")
+		var s struct {
+			Backend string `json:"backend"`
+			Healthy bool   `json:"healthy"`
+		}
+		if err := json.Unmarshal([]byte(out), &s); err != nil || !s.Healthy || s.Backend != st.Backend || s.Backend == "" {
+			t.Errorf("lab status: backend %q (lab up said %q), healthy %v, err %v\n%s", s.Backend, st.Backend, s.Healthy, err, out)
+		}
+	})
+	t.Run("verify passes", func(t *testing.T) {
+		rep := c.verifyGreen(lab, 60*time.Second)
+		if rep.Backend != st.Backend {
+			t.Errorf("verify reports backend %q, lab up %q", rep.Backend, st.Backend)
+		}
+		t.Logf("verify: %d checks passed", rep.Passed)
+	})
+
+	// Each fault must turn exactly the expected checks red; the lab is
+	// repaired (and verified green) before the next one.
+	faults := []struct {
+		name    string
+		inject  [][]string // each: node, argv...
+		restore [][]string
+		want    []string // substrings of check names that must fail
+		may     []string // substrings of check names that may fail too; nothing else may
+	}{
+		{
+			name:    "wrong route target on pe101",
+			inject:  [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "router bgp 65000 vrf cust-a", "-c", "address-family ipv4 unicast", "-c", "rt vpn import 65000:999", "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", "rt vpn import 65000:999"}},
+			restore: [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "router bgp 65000 vrf cust-a", "-c", "address-family ipv4 unicast", "-c", "rt vpn import 65000:100", "-c", "exit-address-family", "-c", "address-family ipv6 unicast", "-c", "rt vpn import 65000:100"}},
+			want:    []string{"vrf cust-a on pe101", "reach ce1 -> ce2", "reach ce2 -> ce1"},
+		},
+		{
+			name:    "tunnel MTU too high on one side",
+			inject:  [][]string{{"pe101", "ip", "link", "set", "gre-pe201", "mtu", "1476"}},
+			restore: [][]string{{"pe101", "ip", "link", "set", "gre-pe201", "mtu", "1422"}},
+			want:    []string{"tunnel mtu pe101 gre-pe201"},
+			// OSPF compares interface MTUs in its database exchange: the
+			// adjacency over that link may drop, which is the point.
+			may: []string{"pe101 gre-pe201", "pe201 gre-pe101", "session pe101 -> pe201", "session pe201 -> pe101"},
+		},
+		{
+			name:    "LDP disabled on one link",
+			inject:  [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "mpls ldp", "-c", "address-family ipv4", "-c", "no interface gre-pe201", "-c", "exit-address-family", "-c", "address-family ipv6", "-c", "no interface gre-pe201"}},
+			restore: [][]string{{"pe101", "vtysh", "-c", "configure terminal", "-c", "mpls ldp", "-c", "address-family ipv4", "-c", "interface gre-pe201", "-c", "exit", "-c", "exit-address-family", "-c", "address-family ipv6", "-c", "interface gre-pe201"}},
+			want:    []string{"session pe101 -> pe201", "session pe201 -> pe101", "LSPs ipv6 from pe101", "LSPs ipv6 from pe201"},
+			// OSPFv2 has LDP-IGP sync and routes IPv4 around the link;
+			// OSPFv3 has none, so IPv6 keeps the unlabelled link and the
+			// IPv6 VPN routes over it cannot resolve: a real gap.
+			may: []string{"ldp-igp sync pe101 gre-pe201", "ldp-igp sync pe201 gre-pe101", "LSPs ipv4", "vrf cust-a on pe101: fd00", "vrf cust-a on pe201: fd00", "reach ce1 -> ce2 ipv6", "reach ce2 -> ce1 ipv6", "mtu 1388"},
+		},
+		{
+			// Stopping charon removes its policies, trap or not: GRE then
+			// crosses the underlay in clear, and only a capture shows it.
+			name:   "charon stopped on pe101 and pe201",
+			inject: [][]string{{"pe101", "sh", "-c", "kill $(cat /run/backbone/" + lab + "/run/nodes/pe101/charon.pid)"}, {"pe201", "sh", "-c", "kill $(cat /run/backbone/" + lab + "/run/nodes/pe201/charon.pid)"}},
+			want:   []string{"underlay capture", "ipsec pe101 -> pe201", "ipsec pe201 -> pe101", "ipsec pe101 -> pe102", "ipsec pe201 -> pe202", "ipsec pe102 -> pe101", "ipsec pe202 -> pe201"},
+			// pe102 and pe202 still require ESP from pe101 and pe201: the
+			// links to them break, so routing fails around them.
+			may: []string{"ospfv2 ", "ospfv3 ", "bfd ", "ldp-igp sync", "loopbacks reachable", "session ", "LSPs ", "VPNv", "vrf cust-a", "reach ", "mtu 1388"},
+		},
+	}
+	matches := func(name string, subs []string) bool {
+		for _, s := range subs {
+			if strings.Contains(name, s) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range faults {
+		t.Run("verify catches "+f.name, func(t *testing.T) {
+			for _, cmd := range f.inject {
+				c.must(append([]string{"lab", "exec", "--name", lab, cmd[0], "--"}, cmd[1:]...)...)
+			}
+			// Verify until every expected check fails and the failing set
+			// holds still for two runs (the control plane takes a moment
+			// to react, and reroutes on the way), then judge that report.
+			var failing []string
+			prev := ""
+			deadline := time.Now().Add(40 * time.Second)
+			for {
+				out, _, _ := c.run("verify", "--name", lab, "--json")
+				failing = parseReport(t, out).failing()
+				all := true
+				for _, w := range f.want {
+					all = all && matches(strings.Join(failing, "\n"), []string{w})
+				}
+				cur := strings.Join(failing, "\n")
+				if (all && cur == prev) || time.Now().After(deadline) {
+					break
+				}
+				prev = cur
+				time.Sleep(time.Second)
+			}
+			for _, w := range f.want {
+				if !matches(strings.Join(failing, "\n"), []string{w}) {
+					t.Errorf("expected a failing check matching %q; failing: %v", w, failing)
+				}
+			}
+			for _, name := range failing {
+				if !matches(name, append(f.want, f.may...)) {
+					t.Errorf("unexpected failing check %q", name)
+				}
+			}
+			t.Logf("failing checks: %v", failing)
+			for _, cmd := range f.restore {
+				c.must(append([]string{"lab", "exec", "--name", lab, cmd[0], "--"}, cmd[1:]...)...)
+			}
+			if len(f.restore) == 0 {
+				// charon: restart the routers' strongSwan as lab up did.
+				for _, pe := range []string{"pe101", "pe201"} {
+					c.must("lab", "exec", "--name", lab, pe, "--", "/bin/sh", "/run/backbone/"+lab+"/start/"+pe+"/ipsec.sh")
+				}
+			}
+			c.verifyGreen(lab, 60*time.Second)
+		})
+	}
+
+	t.Run("chaos link-shut", func(t *testing.T) {
+		out, errOut, err := c.run("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "4s", "--json")
+		var rep chaosReport
+		if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil || len(rep.Runs) != 1 {
+			t.Fatalf("chaos --json: err=%v json=%v\nstdout:\n%s\nstderr:\n%s", err, jerr, out, errOut)
+		}
+		run := rep.Runs[0]
+		if err != nil || !run.Recovered {
+			t.Errorf("chaos link-shut did not recover (err=%v): %s\n%s", err, run.Note, errOut)
+		}
+		if rep.Backend != st.Backend {
+			t.Errorf("chaos reports backend %q, lab up %q", rep.Backend, st.Backend)
+		}
+		// BFD (300 ms x 3) detects the far side; the probes are as precise
+		// as they really left.
+		bound := 2500.0
+		sawLoss := false
+		for _, s := range run.Streams {
+			t.Logf("%-18s fault longest %7.1f ms (%d lost), recovery longest %7.1f ms", s.Name, s.Fault.Longest, s.Fault.Lost, s.Recovery.Longest)
+			if s.Open {
+				t.Errorf("%s never came back: a permanent blackhole", s.Name)
+			}
+			if s.Site && (s.Fault.Longest > bound || s.Recovery.Longest > bound) {
+				t.Errorf("%s: a gap longer than %.0f ms", s.Name, bound)
+			}
+			sawLoss = sawLoss || (s.Site && s.Fault.Lost > 0)
+		}
+		// The tunnel carried the customer traffic: shutting it must show.
+		if !sawLoss {
+			t.Errorf("no site stream lost anything when the link between the site PEs went down: the probes did not measure that link")
+		}
+		t.Logf("site probes left %.2f ms apart on average (99%% within %.2f ms); core probes %.2f ms", run.Achieved.Mean, run.Achieved.P99, run.CoreAchieved.Mean)
+	})
+
+	t.Run("chaos interrupted restores its fault", func(t *testing.T) {
+		cmd := c.cmd("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "60s", "--json")
+		var stdout strings.Builder
+		stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
+		cmd.Stdout, cmd.Stderr = &stdout, stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-stderr.seen:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("chaos never injected:\n%s", stderr.String())
+		}
+		time.Sleep(2 * time.Second)
+		cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 130 {
+			t.Errorf("interrupted chaos exited %v, want status 130", err)
+		}
+		var rep chaosReport
+		if jerr := json.Unmarshal([]byte(stdout.String()), &rep); jerr != nil || len(rep.Runs) != 1 || !rep.Runs[0].Incomplete {
+			t.Fatalf("interrupted chaos: no report marked incomplete (%v):\n%s\n%s", jerr, stdout.String(), stderr.String())
+		}
+		if r := rep.Runs[0]; r.RestoreDone == 0 {
+			t.Errorf("the fault was not restored: %+v", r)
+		}
+		out := c.must("lab", "exec", "--name", lab, "pe101", "--", "vtysh", "-c", "show interface gre-pe201 json")
+		if !strings.Contains(out, `"administrativeStatus":"up"`) {
+			t.Errorf("gre-pe201 on pe101 is still shut after the interrupt:\n%s", out)
+		}
+		c.verifyGreen(lab, 60*time.Second)
+	})
+
+	t.Run("down leaves nothing behind", func(t *testing.T) {
+		c.must("lab", "down", "--name", lab)
+		if left := leftovers(lab); len(left) > 0 {
+			t.Errorf("left behind: %v", left)
+		}
+	})
+}
+
+type chaosReport struct {
+	Backend string `json:"backend"`
+	Runs    []struct {
+		Recovered    bool    `json:"recovered"`
+		Incomplete   bool    `json:"incomplete"`
+		Note         string  `json:"note"`
+		RestoreDone  float64 `json:"restore_done_ms"`
+		Achieved     spacing `json:"achieved"`
+		CoreAchieved spacing `json:"core_achieved"`
+		Streams      []struct {
+			Name  string `json:"name"`
+			Site  bool   `json:"site"`
+			Open  bool   `json:"open"`
+			Fault struct {
+				Longest float64 `json:"longest_ms"`
+				Lost    int     `json:"lost"`
+			} `json:"fault"`
+			Recovery struct {
+				Longest float64 `json:"longest_ms"`
+			} `json:"recovery"`
+		} `json:"streams"`
+	} `json:"runs"`
+}
+
+type spacing struct {
+	Mean float64 `json:"mean_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+}
+
+// watch is a writer that says when a string was written.
+type watch struct {
+	strings.Builder
+	want string
+	seen chan struct{}
+	done bool
+}
+
+func (w *watch) Write(p []byte) (int, error) {
+	n, err := w.Builder.Write(p)
+	if !w.done && strings.Contains(w.Builder.String(), w.want) {
+		w.done = true
+		close(w.seen)
+	}
+	return n, err
+}
+

@@ -1,0 +1,46 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
+)
+
+// TestDownAfterKill kills `lab up` with SIGKILL while the routers' daemons
+// start: `lab down` must then remove everything, and return only once
+// every process it stopped is gone.
+func TestDownAfterKill(t *testing.T) {
+	t.Parallel()
+	needLab(t)
+	const lab = "e2ekill"
+	c := newCLI(t)
+	path := t.TempDir() + "/kill.yaml"
+	writeFile(t, path, intenttest.EditDefault(t, "name: default", "name: "+lab))
+	c.run("lab", "down", "--name", lab)
+	t.Cleanup(func() { c.run("lab", "down", "--name", lab) })
+	cmd := c.cmd("lab", "up", "-f", path)
+	stderr := &watch{want: "daemons:", seen: make(chan struct{})}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stderr.seen:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("lab up never reached its daemons:\n%s", stderr.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	cmd.Process.Kill()
+	cmd.Wait()
+	out := c.must("lab", "down", "--name", lab)
+	if !strings.Contains(out, "is down") {
+		t.Errorf("lab down: %s", out)
+	}
+	// Right after down returns, not a moment later.
+	if left := leftovers(lab); len(left) > 0 {
+		t.Errorf("lab down returned with %v still there", left)
+	}
+}
