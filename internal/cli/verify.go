@@ -40,7 +40,7 @@ Exit status 0 only if every check passes.`,
 					return err
 				}
 			}
-			opt := verify.Options{Capture: capture}
+			opt := verify.Options{Capture: capture, NoCapture: capture == 0}
 			var rep *verify.Report
 			if wait > 0 {
 				rep = verify.Wait(ctx, s.Config.Plan, s, opt, wait, func(r *verify.Report) {
@@ -65,7 +65,7 @@ Exit status 0 only if every check passes.`,
 	}
 	f.add(cmd)
 	cmd.Flags().DurationVar(&wait, "wait", 0, "retry until every check passes or this time is up (e.g. 60s, right after lab up)")
-	cmd.Flags().DurationVar(&capture, "capture", 2*time.Second, "how long to capture the underlay for cleartext")
+	cmd.Flags().DurationVar(&capture, "capture", 2*time.Second, "how long to capture the underlay for cleartext (0: no capture)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -30,6 +30,9 @@ type UpOptions struct {
 	// Start is when `lab up` started (times are measured from it).
 	Start    time.Time
 	Progress Progress
+	// NoWait skips the wait for the first packets (the VM's side of lab
+	// up: the host waits).
+	NoWait bool
 }
 
 // Up builds the lab whose rendered configuration is in p.ConfigDir() on
@@ -68,7 +71,8 @@ func Up(ctx context.Context, p layout.Lab, o UpOptions) (*Session, error) {
 
 // UpInGuest builds the lab natively inside the qemu VM (the guest side of
 // the kvm and tcg backends) and returns its timings; the host keeps the
-// lab's state.
+// lab's state and waits for the first packets itself, through the same
+// probe engine chaos uses in the VM.
 func UpInGuest(ctx context.Context, name string, o UpOptions) (*Timings, error) {
 	p := layout.ForLab(name)
 	cfg, err := LoadConfig(p.ConfigDir())
@@ -80,6 +84,7 @@ func UpInGuest(ctx context.Context, name string, o UpOptions) (*Timings, error) 
 	if err != nil {
 		return nil, err
 	}
+	o.NoWait = true
 	return s.upHere(ctx, o)
 }
 
@@ -162,12 +167,11 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 	t.Daemons = time.Since(o.Start)
 	progress("topology: done at %s; daemons: started at %s", t.Topology.Round(time.Millisecond), t.Daemons.Round(time.Millisecond))
 
-	progress("convergence: waiting for the first CE-to-CE packets (IPv4 and IPv6)")
-	first, err := s.waitFirstPackets(ctx, o.Start, o.Timeout, progress)
-	if err != nil {
-		return t, err
+	if !o.NoWait {
+		if err := s.awaitFirstPackets(ctx, o, t); err != nil {
+			return t, err
+		}
 	}
-	t.FirstIPv4, t.FirstIPv6 = first[4], first[6]
 	t.Total = time.Since(o.Start)
 	return t, nil
 }
@@ -259,4 +263,16 @@ func SetupHere(name, nodeName string) error {
 		return fmt.Errorf("lab %q has no node %q", name, nodeName)
 	}
 	return SetupNode(p, nodeName, h)
+}
+
+// awaitFirstPackets waits for the first CE-to-CE packets and records when
+// each family's arrived.
+func (s *Session) awaitFirstPackets(ctx context.Context, o UpOptions, t *Timings) error {
+	o.Progress("convergence: waiting for the first CE-to-CE packets (IPv4 and IPv6)")
+	first, err := s.waitFirstPackets(ctx, o.Start, o.Timeout, o.Progress)
+	if err != nil {
+		return err
+	}
+	t.FirstIPv4, t.FirstIPv6 = first[4], first[6]
+	return nil
 }

@@ -60,10 +60,13 @@ func (s *Session) upVM(ctx context.Context, o UpOptions) (*Timings, error) {
 		return nil, fmt.Errorf("lab up in the VM printed no timings: %v: %q", err, firstLine(out.String()))
 	}
 	// The guest measured from its own start.
-	for _, d := range []*time.Duration{&t.Topology, &t.Daemons, &t.FirstIPv4, &t.FirstIPv6, &t.Total} {
-		*d += boot
-	}
+	t.Topology += boot
+	t.Daemons += boot
 	t.Backend, t.Boot = s.State.Backend, boot
+	if err := s.awaitFirstPackets(ctx, o, &t); err != nil {
+		return &t, err
+	}
+	t.Total = time.Since(o.Start)
 	return &t, nil
 }
 
