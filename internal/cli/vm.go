@@ -32,9 +32,9 @@ func newLabVMAgentCmd(e *env) *cobra.Command {
 func newVMCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "vm",
-		Short: "Run the lab inside a small qemu VM with a stock Debian kernel (for hosts without MPLS, VRF, GRE or ESP)",
+		Short: "Check the qemu VM of the kvm and tcg backends (boot it, prove it has MPLS, report timings)",
 	}
-	c.AddCommand(newVMCheckCmd(e), newVMFetchKernelCmd(e), newVMStopCmd(e))
+	c.AddCommand(newVMCheckCmd(e), newVMStopCmd(e))
 	return c
 }
 
@@ -53,24 +53,6 @@ func newVMStopCmd(e *env) *cobra.Command {
 	}
 	c.Flags().StringVar(&stateDir, "state-dir", "", "VM state directory")
 	c.MarkFlagRequired("state-dir")
-	return c
-}
-
-func newVMFetchKernelCmd(e *env) *cobra.Command {
-	var cacheDir string
-	c := &cobra.Command{
-		Use:   "fetch-kernel",
-		Short: "Download and unpack the Debian kernel the VM boots (idempotent)",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			k, err := qemu.EnsureKernel(cmd.Context(), cacheDir, func(s string) { fmt.Fprintln(e.stderr, s) })
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(e.stdout, "kernel %s\nvmlinuz %s\nmodules %s\n", k.Version, k.Vmlinuz, k.ModulesDir)
-			return nil
-		},
-	}
-	c.Flags().StringVar(&cacheDir, "cache-dir", qemu.DefaultCacheDir, "kernel cache directory")
 	return c
 }
 

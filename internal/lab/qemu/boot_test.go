@@ -52,7 +52,7 @@ func TestBootAndExec(t *testing.T) {
 		skip("%v", err)
 	}
 	if _, err := LoadKernel(DefaultCacheDir); err != nil && !required {
-		skip("no cached kernel: run `backbone vm fetch-kernel` or scripts/fetch-kernel")
+		skip("no cached kernel: run scripts/setup")
 	}
 	exe, err := os.Executable()
 	if err != nil {

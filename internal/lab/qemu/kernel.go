@@ -32,7 +32,7 @@ type Kernel struct {
 }
 
 // currentFile is a small KEY=VALUE file (bash can source it) naming the
-// kernel to use; scripts/fetch-kernel writes the same format.
+// kernel to use.
 func currentFile(cacheDir string) string { return filepath.Join(cacheDir, "kernel", "current") }
 
 // LoadKernel reads the cached kernel description without downloading.
@@ -42,7 +42,7 @@ func LoadKernel(cacheDir string) (Kernel, error) {
 	}
 	b, err := os.ReadFile(currentFile(cacheDir))
 	if err != nil {
-		return Kernel{}, fmt.Errorf("no kernel in cache %s: %w (run `backbone vm fetch-kernel` or scripts/fetch-kernel)", cacheDir, err)
+		return Kernel{}, fmt.Errorf("no kernel in cache %s: %w (run scripts/setup, or `backbone lab setup`)", cacheDir, err)
 	}
 	k := parseCurrent(b)
 	if err := k.check(); err != nil {
@@ -150,7 +150,7 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 		{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"}, {"depmod", "kmod"},
 	} {
 		if _, err := exec.LookPath(tool.name); err != nil {
-			return Kernel{}, fmt.Errorf("%s not found: the VM kernel is fetched from Debian's archive; run `apt-get install %s` (or put an unpacked kernel in %s, see scripts/fetch-kernel)", tool.name, tool.pkg, cacheDir)
+			return Kernel{}, fmt.Errorf("%s not found: the VM kernel is fetched from Debian's archive; run `apt-get install %s` ", tool.name, tool.pkg)
 		}
 	}
 	kdir := filepath.Join(cacheDir, "kernel")

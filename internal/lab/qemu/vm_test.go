@@ -239,7 +239,7 @@ func TestKernelPackageParsing(t *testing.T) {
 func TestLoadKernelFromCache(t *testing.T) {
 	k := fakeKernel(t)
 	cache := t.TempDir()
-	if _, err := LoadKernel(cache); err == nil || !strings.Contains(err.Error(), "fetch-kernel") {
+	if _, err := LoadKernel(cache); err == nil || !strings.Contains(err.Error(), "lab setup") {
 		t.Fatalf("empty cache: %v", err)
 	}
 	os.MkdirAll(filepath.Join(cache, "kernel"), 0o755)
