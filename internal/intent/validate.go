@@ -26,8 +26,19 @@ var knownProposalWords = map[string]bool{
 	"modp2048": true, "modp3072": true, "modp4096": true, "esn": true, "noesn": true,
 }
 
+// MaxName is the longest backbone name.
+const MaxName = 16
+
+// CheckName says why name cannot name a backbone (and its lab), or nil.
+func CheckName(name string) error {
+	if !nameRE.MatchString(name) || len(name) > MaxName {
+		return fmt.Errorf("%q is not a valid backbone name: use lower-case letters, digits and dashes, at most %d characters, e.g. lab1", name, MaxName)
+	}
+	return nil
+}
+
 func validate(in *Intent, c *collector) {
-	if !nameRE.MatchString(in.Name) || len(in.Name) > 16 {
+	if CheckName(in.Name) != nil {
 		c.errorf("name", "use lower-case letters, digits and dashes, at most 16 characters, e.g. name: lab1",
 			"%q is not a valid backbone name", in.Name)
 	}

@@ -53,6 +53,11 @@ func newSession(p layout.Lab, st *State, cfg *Config) (*Session, error) {
 // one an intent file describes (-f), else the only lab running.
 func Resolve(name, intentPath string) (string, error) {
 	if name != "" {
+		// The name becomes a directory under the state root that down
+		// removes: never a path.
+		if err := intent.CheckName(name); err != nil {
+			return "", fmt.Errorf("--name: %w", err)
+		}
 		return name, nil
 	}
 	if intentPath != "" {

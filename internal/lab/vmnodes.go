@@ -19,9 +19,6 @@ import (
 // InVMEnv marks a backbone process that runs inside the lab's qemu VM.
 const InVMEnv = "BACKBONE_IN_VM"
 
-// InsideVM reports whether this process runs inside the lab's qemu VM.
-func InsideVM() bool { return os.Getenv(InVMEnv) == "1" }
-
 // UpInGuestArgs is how the host asks the VM to build the lab inside it;
 // the guest prints its Timings as JSON.
 func UpInGuestArgs(name string, timeout time.Duration) []string {

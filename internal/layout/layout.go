@@ -79,8 +79,9 @@ func (l Lab) FRRConfDir(node string) string { return filepath.Join(l.NodeDir(nod
 // in a UML kernel: the namespace holding its kernel and its wires).
 func (l Lab) Netns(node string) string { return NetnsPrefix(l.Name) + node }
 
-// NetnsPrefix is shared by all namespace names of lab name.
-func NetnsPrefix(name string) string { return "bb-" + name + "-" }
+// NetnsPrefix is shared by all namespace names of lab name. Names hold no
+// dots, so lab "isp"'s prefix is never a prefix of lab "isp-6"'s.
+func NetnsPrefix(name string) string { return "bb-" + name + "." }
 
 // NodeOfNetns returns the node name of one of the lab's namespaces.
 func (l Lab) NodeOfNetns(ns string) (string, bool) {

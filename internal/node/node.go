@@ -106,9 +106,3 @@ type RunnerFunc func(ctx context.Context, c Cmd) error
 
 // Run implements Runner.
 func (f RunnerFunc) Run(ctx context.Context, c Cmd) error { return f(ctx, c) }
-
-// NodesFunc adapts a function to Nodes.
-type NodesFunc func(name string) (Runner, error)
-
-// Node implements Nodes.
-func (f NodesFunc) Node(name string) (Runner, error) { return f(name) }

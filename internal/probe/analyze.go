@@ -37,15 +37,6 @@ type Summary struct {
 	Gaps       []Gap `json:"gaps"`
 }
 
-// LossDuration is the sum of the gaps' durations.
-func (s Summary) LossDuration() time.Duration {
-	var d time.Duration
-	for _, g := range s.Gaps {
-		d += g.Duration()
-	}
-	return d
-}
-
 // Analyze turns a record into loss gaps, duplicates and reordering. The
 // trailing window of probes still in flight is not loss: probes sent less
 // than grace before the last send are ignored when missing at the end.

@@ -139,13 +139,6 @@ func TestAnalyzeNoGrace(t *testing.T) {
 	}
 }
 
-func TestLossDuration(t *testing.T) {
-	s := Analyze(record(20, cat(seqs(0, 3), seqs(7, 10), seqs(12, 19))...), 0)
-	if d := s.LossDuration(); d != 4*ms {
-		t.Errorf("LossDuration = %s, want 4ms", d)
-	}
-}
-
 // freePort returns a UDP port free on the loopback addresses.
 func freePort(t *testing.T) int {
 	t.Helper()

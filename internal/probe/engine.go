@@ -91,7 +91,7 @@ type engine struct {
 	socks []*sock
 	// begin starts sending (once every engine of a session listens);
 	// stop ends sending; done ends polling, after a grace.
-	begin, stop, done    chan struct{}
+	begin, stop, done   chan struct{}
 	beginOnce, stopOnce sync.Once
 	finished            chan struct{}
 }

@@ -181,7 +181,7 @@ func leftovers(lab string) []string {
 	var out []string
 	ents, _ := os.ReadDir("/run/netns")
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "bb-"+lab+"-") {
+		if strings.HasPrefix(e.Name(), "bb-"+lab+".") {
 			out = append(out, "namespace "+e.Name())
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/backbone-net/backbone/internal/lab/kmod"
@@ -229,50 +228,4 @@ func findBusybox() (string, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("busybox not found: %s", hint)
-}
-
-// listCPIO returns the member names of a newc archive (used by tests and
-// for debugging).
-func listCPIO(r io.Reader) ([]string, error) {
-	br := bufio.NewReader(r)
-	var names []string
-	off := 0
-	skip := func(n int) error {
-		_, err := io.CopyN(io.Discard, br, int64(n))
-		off += n
-		return err
-	}
-	for {
-		hdr := make([]byte, 110)
-		if _, err := io.ReadFull(br, hdr); err != nil {
-			return nil, fmt.Errorf("cpio header: %w", err)
-		}
-		off += 110
-		if string(hdr[:6]) != "070701" {
-			return nil, fmt.Errorf("bad cpio magic %q", hdr[:6])
-		}
-		var size, nameSize int
-		fmt.Sscanf(string(hdr[54:62]), "%08X", &size)
-		fmt.Sscanf(string(hdr[94:102]), "%08X", &nameSize)
-		name := make([]byte, nameSize)
-		if _, err := io.ReadFull(br, name); err != nil {
-			return nil, err
-		}
-		off += nameSize
-		if err := skip((4 - off%4) % 4); err != nil {
-			return nil, err
-		}
-		n := strings.TrimRight(string(name), "\x00")
-		if n == "TRAILER!!!" {
-			sort.Strings(names)
-			return names, nil
-		}
-		names = append(names, n)
-		if err := skip(size); err != nil {
-			return nil, err
-		}
-		if err := skip((4 - off%4) % 4); err != nil {
-			return nil, err
-		}
-	}
 }
