@@ -48,9 +48,9 @@ type Result struct {
 	// Incomplete: the run was interrupted (Ctrl-C, SIGTERM); the fault
 	// was restored and the figures stop there.
 	Incomplete bool           `json:"incomplete,omitempty"`
-	Note      string         `json:"note,omitempty"`
-	Actions   *Actions       `json:"actions"`
-	Streams   []StreamResult `json:"streams"`
+	Note       string         `json:"note,omitempty"`
+	Actions    *Actions       `json:"actions"`
+	Streams    []StreamResult `json:"streams"`
 }
 
 // StreamResult is one probe stream's loss in one run.

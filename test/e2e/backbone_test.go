@@ -317,4 +317,3 @@ func (w *watch) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
