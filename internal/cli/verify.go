@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -44,7 +45,8 @@ Exit status 0 only if every check passes.`,
 			var rep *verify.Report
 			if wait > 0 {
 				rep = verify.Wait(ctx, s.Config.Plan, s, opt, wait, func(r *verify.Report) {
-					fmt.Fprintf(e.stderr, "verify: %d of %d checks failing after %s, retrying (--wait %s)\n", r.Failed, r.Passed+r.Failed, r.Duration.Round(time.Second), wait)
+					fmt.Fprintf(e.stderr, "verify: %d of %d checks failing after %s (%s), retrying (--wait %s)\n",
+						r.Failed, r.Passed+r.Failed, r.Duration.Round(100*time.Millisecond), failingNames(r, 3), wait)
 				})
 			} else {
 				rep = verify.Run(ctx, s.Config.Plan, s, opt)
@@ -65,7 +67,7 @@ Exit status 0 only if every check passes.`,
 	}
 	f.add(cmd)
 	cmd.Flags().DurationVar(&wait, "wait", 0, "retry until every check passes or this time is up (e.g. 60s, right after lab up)")
-	cmd.Flags().DurationVar(&capture, "capture", 2*time.Second, "how long to capture the underlay for cleartext (0: no capture)")
+	cmd.Flags().DurationVar(&capture, "capture", verify.DefaultCapture, "how long to capture the underlay for cleartext (0: no capture)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -99,4 +101,18 @@ func printReport(w io.Writer, rep *verify.Report) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "verify: %d passed, %d failed in %s (%d attempt(s), lab %q, backend %s)\n", rep.Passed, rep.Failed, rep.Duration.Round(100*time.Millisecond), rep.Attempts, rep.Lab, rep.Backend)
+}
+
+// failingNames names the first n failing checks of a report.
+func failingNames(r *verify.Report, n int) string {
+	var names []string
+	for _, res := range r.Results {
+		if !res.Pass {
+			names = append(names, res.Name)
+		}
+	}
+	if len(names) > n {
+		return strings.Join(names[:n], "; ") + fmt.Sprintf("; %d more", len(names)-n)
+	}
+	return strings.Join(names, "; ")
 }

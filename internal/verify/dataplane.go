@@ -73,9 +73,11 @@ func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *rec
 	if fam == 6 {
 		famFlag, hdr = "-6", 48
 	}
+	// Probes 50 ms apart (root may go below ping's 200 ms); a reply may
+	// take up to 2 s.
 	base := []string{"ping", famFlag, "-n", "-I", src.String(), "-W", "2"}
 	name := fmt.Sprintf("%s -> %s ipv%d", a.CE, b.CE, fam)
-	out := run(ctx, c, a.CE, append(base, "-c", "3", "-i", "0.2", dst.String())...)
+	out := run(ctx, c, a.CE, append(base, "-c", "3", "-i", "0.05", dst.String())...)
 	n := received(out)
 	r.check(n > 0, GroupDataPlane, "reach "+name,
 		fmt.Sprintf("the VPN route or its label is missing on %s or %s, or an LSP between them is broken", a.PE, b.PE),
@@ -87,12 +89,16 @@ func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *rec
 	if b.MTU < mtu {
 		mtu = b.MTU
 	}
-	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "2", "-i", "0.2", "-s", strconv.Itoa(mtu-hdr), dst.String())...)
+	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "2", "-i", "0.05", "-s", strconv.Itoa(mtu-hdr), dst.String())...)
 	n = received(out)
 	r.check(n > 0, GroupDataPlane, fmt.Sprintf("mtu %d crosses %s", mtu, name),
 		"a link on the path carries less than the planned customer MTU: check tunnel MTUs against the plan",
 		fmt.Sprintf("%d-byte packet with DF: %d/2 replies", mtu, n))
-	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "1", "-s", strconv.Itoa(mtu-hdr+1), dst.String())...)
+	// One byte more must be refused with an error: by the CE itself (its
+	// interface has the planned MTU) or by a router on the path. A reply
+	// or a refusal from afar comes within 500 ms; a local refusal at once.
+	over := []string{"ping", famFlag, "-n", "-I", src.String(), "-W", "0.5", "-M", "do", "-c", "1", "-s", strconv.Itoa(mtu - hdr + 1), dst.String()}
+	out = run(ctx, c, a.CE, over...)
 	loud := refusedLoudly(out)
 	ev := fmt.Sprintf("%d-byte packet with DF: %s", mtu+1, firstLine(out, "too long", "frag", "too big", "received"))
 	r.check(loud && received(out) == 0, GroupDataPlane, fmt.Sprintf("mtu %d+1 refused %s", mtu, name),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -202,7 +203,7 @@ func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duratio
 		return
 	}
 	filter := "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
-	secs := fmt.Sprintf("%.0f", d.Seconds())
+	secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
 	out, err := c.Run(ctx, "underlay", "timeout", secs, "tcpdump", "-nn", "-l", "-i", "any", filter)
 	// timeout ends tcpdump with status 124: that is the normal end.
 	if err != nil && !strings.Contains(err.Error(), "exit status 124") {

@@ -80,13 +80,20 @@ func (r *Report) OK() bool { return r.Failed == 0 && r.Passed > 0 }
 
 // Options tune a run.
 type Options struct {
-	// Capture is how long the underlay is captured (default 2 s: BFD
-	// alone sends several packets a second on every link); NoCapture
+	// Capture is how long the underlay is captured (default 1 s: the
+	// data-plane probes cross it meanwhile, and BFD sends several packets
+	// a second on every link); NoCapture
 	// leaves the capture out (for quick retries while something else is
 	// awaited).
 	Capture   time.Duration
 	NoCapture bool
 }
+
+// DefaultCapture is how long the underlay is captured by default.
+const DefaultCapture = time.Second
+
+// retryEvery is the pause between two attempts of Wait.
+const retryEvery = 500 * time.Millisecond
 
 // Run performs every check once.
 func Run(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options) *Report {
@@ -95,7 +102,7 @@ func Run(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options) *Repo
 
 func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Report {
 	if opt.Capture == 0 {
-		opt.Capture = 2 * time.Second
+		opt.Capture = DefaultCapture
 	}
 	start := time.Now()
 	// Three things at once: the capture of the underlay (it needs the
@@ -174,7 +181,7 @@ func Wait(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options, d ti
 		select {
 		case <-ctx.Done():
 			return rep
-		case <-time.After(time.Second):
+		case <-time.After(retryEvery):
 		}
 	}
 }

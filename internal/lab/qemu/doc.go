@@ -1,4 +1,4 @@
-// Package vm runs the lab inside a small qemu VM booted from a stock Debian
+// Package qemu runs the lab inside a small qemu VM booted from a stock Debian
 // kernel, for hosts whose kernel lacks MPLS, VRF, GRE or ESP (or cannot load
 // modules). The guest runs the host's own userland: the host's / is shared
 // read-only over 9p with a tmpfs overlay on top, so FRR, strongSwan,
