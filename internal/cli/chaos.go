@@ -64,8 +64,11 @@ Scenarios (the fault is injected on the first router of a link):
                            (default pe101-pe201)
   underlay-cut A-B         nftables in the underlay drops all A<->B underlay traffic,
                            every interface stays up; restore deletes the table
-  node-fail N              SIGKILL N's FRR daemons and charon, its underlay link
-                           down; restore: link up, daemons restarted (default pe102)
+  node-fail N              N crashes: where N has a kernel of its own (uml backend)
+                           that kernel is killed (SIGKILL) and booted again on
+                           restore; elsewhere SIGKILL of N's FRR daemons and charon
+                           and its underlay link down, restore: link up, daemons
+                           restarted (default pe102)
   daemon-restart N DAEMON  SIGTERM one daemon (bgpd ldpd ospfd ospf6d bfdd zebra
                            staticd charon) and start it again at once, config
                            re-applied; --hold only observes (default pe101 ospfd)
