@@ -10,6 +10,7 @@ const (
 	DefaultDead           = 40
 	DefaultRetransmit     = 5
 	DefaultLDPSyncWait    = 10
+	DefaultLDPSession     = 180
 	DefaultCost           = 10
 	DefaultConnectRetry   = 120
 	DefaultBFDInterval    = 300
@@ -66,6 +67,9 @@ func (in *Intent) applyDefaults() {
 	}
 	if p.LDP.Sync == nil {
 		p.LDP.Sync = boolPtr(true)
+	}
+	if p.LDP.SessionHoldtime == 0 {
+		p.LDP.SessionHoldtime = DefaultLDPSession
 	}
 	if p.LDP.SyncWait == 0 {
 		p.LDP.SyncWait = DefaultLDPSyncWait

@@ -93,6 +93,12 @@ type LDP struct {
 	// seconds (FRR's default: 10). Until then OSPF keeps the link at
 	// maximum cost.
 	SyncWait int `yaml:"sync_wait" json:"sync_wait"`
+	// SessionHoldtime is the LDP session's keepalive hold time in seconds
+	// (FRR's default: 180; keepalives go every third of it). A session
+	// the peer has closed while the path was broken (an IPsec outage)
+	// stays half-open on this side until its next keepalive draws a
+	// reset: a shorter hold time bounds that.
+	SessionHoldtime int `yaml:"session_holdtime" json:"session_holdtime"`
 }
 
 // BGP carries the L3VPN routes.

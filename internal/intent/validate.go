@@ -311,6 +311,9 @@ func validateProtocols(in *Intent, c *collector) {
 		c.errorf("protocols.ldp.enabled", "enable LDP: the VPN routes resolve only over labelled paths",
 			"L3VPN needs a labelled path between PEs and LDP is the only label protocol backbone renders")
 	}
+	if p.LDP.SessionHoldtime < 15 || p.LDP.SessionHoldtime > 65535 {
+		c.errorf("protocols.ldp.session_holdtime", "use 15 to 65535 seconds (FRR's default is 180)", "LDP session hold time %d is out of range", p.LDP.SessionHoldtime)
+	}
 	if p.LDP.SyncWait < 1 || p.LDP.SyncWait > 10000 {
 		c.errorf("protocols.ldp.sync_wait", "use 1 to 10000 seconds (FRR's default is 10)", "LDP sync wait %d is out of range", p.LDP.SyncWait)
 	}

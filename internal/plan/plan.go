@@ -49,6 +49,7 @@ type Protocols struct {
 	LDPHello        int      `json:"ldp_hello"`
 	LDPHold         int      `json:"ldp_hold"`
 	LDPSyncWait     int      `json:"ldp_sync_wait"`
+	LDPSession      int      `json:"ldp_session_holdtime"`
 	BFD             bool     `json:"bfd"`
 	BFDIntervalMS   int      `json:"bfd_interval_ms"`
 	BFDMultiplier   int      `json:"bfd_multiplier"`
@@ -276,7 +277,8 @@ func (b *builder) build() *Plan {
 			Area: area, Hello: in.Protocols.OSPF.HelloInterval, Dead: in.Protocols.OSPF.DeadInterval, Retransmit: in.Protocols.OSPF.RetransmitInterval,
 			LDPSync: *in.Protocols.LDP.Sync, LDPPreferIPv4: in.Protocols.LDP.PreferIPv4,
 			LDPHello: in.Protocols.LDP.HelloInterval, LDPHold: in.Protocols.LDP.HoldTime, LDPSyncWait: in.Protocols.LDP.SyncWait,
-			BFD: *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,
+			LDPSession: in.Protocols.LDP.SessionHoldtime,
+			BFD:        *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,
 			ConnectRetry: in.Protocols.BGP.ConnectRetry, Keepalive: in.Protocols.BGP.Keepalive, Hold: in.Protocols.BGP.Hold,
 			PlatformLabels: in.Protocols.MPLS.PlatformLabels, LabelStack: in.Protocols.MPLS.LabelStack,
 			RouteReflectors: in.Protocols.BGP.RouteReflectors,

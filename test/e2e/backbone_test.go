@@ -25,6 +25,7 @@ func TestDefaultBackbone(t *testing.T) {
 	st := c.labUp(lab, intenttest.EditDefault(t, "name: default", "name: "+lab), "--timings")
 
 	t.Run("ce1 reaches ce2 over IPv4 and IPv6", func(t *testing.T) {
+		c := c.with(t)
 		for _, dst := range []string{"192.168.2.1", "fd00:2::1"} {
 			var out string
 			for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(time.Second) {
@@ -39,6 +40,7 @@ func TestDefaultBackbone(t *testing.T) {
 		}
 	})
 	t.Run("LDP neighbors operational", func(t *testing.T) {
+		c := c.with(t)
 		// pe101's neighbors in the ring: pe201 (10.10.0.1) and pe102
 		// (10.10.0.4). The first CE packets can cross before every LDP
 		// session of the ring is up: give them a few seconds.
@@ -71,6 +73,7 @@ func TestDefaultBackbone(t *testing.T) {
 		}
 	})
 	t.Run("status names the backend", func(t *testing.T) {
+		c := c.with(t)
 		out := c.must("lab", "status", "--name", lab, "--json")
 		var s struct {
 			Backend string `json:"backend"`
@@ -81,6 +84,7 @@ func TestDefaultBackbone(t *testing.T) {
 		}
 	})
 	t.Run("verify passes", func(t *testing.T) {
+		c := c.with(t)
 		rep := c.verifyGreen(lab, 60*time.Second)
 		if rep.Backend != st.Backend {
 			t.Errorf("verify reports backend %q, lab up %q", rep.Backend, st.Backend)
@@ -143,6 +147,7 @@ func TestDefaultBackbone(t *testing.T) {
 	}
 	for _, f := range faults {
 		t.Run("verify catches "+f.name, func(t *testing.T) {
+			c := c.with(t)
 			for _, cmd := range f.inject {
 				c.must(append([]string{"lab", "exec", "--name", lab, cmd[0], "--"}, cmd[1:]...)...)
 			}
@@ -196,6 +201,7 @@ func TestDefaultBackbone(t *testing.T) {
 	}
 
 	t.Run("chaos link-shut", func(t *testing.T) {
+		c := c.with(t)
 		out, errOut, err := c.run("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "3s", "--baseline", "1s", "--settle", "2s", "--json")
 		var rep chaosReport
 		if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil || len(rep.Runs) != 1 {
@@ -230,6 +236,7 @@ func TestDefaultBackbone(t *testing.T) {
 	})
 
 	t.Run("chaos interrupted restores its fault", func(t *testing.T) {
+		c := c.with(t)
 		cmd := c.cmd("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "60s", "--baseline", "1s", "--json")
 		var stdout strings.Builder
 		stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
@@ -264,6 +271,7 @@ func TestDefaultBackbone(t *testing.T) {
 	})
 
 	t.Run("down leaves nothing behind", func(t *testing.T) {
+		c := c.with(t)
 		c.must("lab", "down", "--name", lab)
 		if left := leftovers(lab); len(left) > 0 {
 			t.Errorf("left behind: %v", left)

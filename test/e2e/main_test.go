@@ -71,6 +71,10 @@ func newCLI(t *testing.T) *cli {
 	return &cli{t: t, env: []string{"BACKBONE_SECRETS_DIR=" + t.TempDir()}}
 }
 
+// with returns the same CLI reporting to t (a subtest must fail itself,
+// never its parent).
+func (c *cli) with(t *testing.T) *cli { return &cli{t: t, env: c.env} }
+
 func (c *cli) cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), c.env...)

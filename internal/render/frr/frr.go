@@ -222,6 +222,9 @@ func renderLDP(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line(" !")
 		w.line(" address-family %s", fam.name)
 		w.line("  discovery transport-address %s", fam.addr)
+		if p.Protocols.LDPSession != intent.DefaultLDPSession {
+			w.line("  session holdtime %d", p.Protocols.LDPSession)
+		}
 		for _, i := range r.Interfaces {
 			if !i.LDP {
 				continue
