@@ -443,3 +443,54 @@ func TestLinkNamesWithDashes(t *testing.T) {
 		}
 	}
 }
+
+// A run's stream results carry each stream's own achieved spacing (it was
+// once set after the result was copied, and reported as 0), the worst
+// site and core spacing, loss attributed to fault and recovery, and
+// streams to a router the fault takes down marked as such.
+func TestAddStreams(t *testing.T) {
+	const ms = time.Millisecond
+	rec := func(every time.Duration, n int, lost ...uint64) probe.Record {
+		r := probe.Record{Stream: probe.Stream{Interval: every}}
+		for i := 0; i < n; i++ {
+			r.Sent = append(r.Sent, time.Duration(i)*every)
+		}
+		// a 3 ms stall before probe 10
+		for i := 10; i < n; i++ {
+			r.Sent[i] += 2 * every
+		}
+	next:
+		for i := 0; i < n; i++ {
+			for _, l := range lost {
+				if uint64(i) == l {
+					continue next
+				}
+			}
+			r.Received = append(r.Received, probe.Arrival{Seq: uint64(i), SentAt: r.Sent[i], RecvAt: r.Sent[i] + ms/2})
+		}
+		return r
+	}
+	recs := []probe.Record{rec(ms, 400, 150, 151, 152), rec(10*ms, 40)}
+	probes := []Probe{{FromNode: "ce1", ToNode: "ce2", Site: true}, {FromNode: "pe101", ToNode: "pe102"}}
+	var res Result
+	res.addStreams(recs, probes, []string{"pe102"}, 100*ms, 300*ms, 0)
+	if len(res.Streams) != 2 {
+		t.Fatalf("%d streams, want 2", len(res.Streams))
+	}
+	site, core := res.Streams[0], res.Streams[1]
+	if site.Spacing.Max != 3 || site.Spacing.Mean <= 1 || core.Spacing.Max != 30 {
+		t.Errorf("spacing site %+v core %+v, want max 3 ms and 30 ms", site.Spacing, core.Spacing)
+	}
+	if res.Achieved != site.Spacing || res.CoreAchieved != core.Spacing {
+		t.Errorf("run spacing %+v/%+v, want the streams' %+v/%+v", res.Achieved, res.CoreAchieved, site.Spacing, core.Spacing)
+	}
+	if site.Fault.Lost != 3 || site.Recovery.Lost != 0 {
+		t.Errorf("site loss fault %+v recovery %+v, want 3 probes in the fault", site.Fault, site.Recovery)
+	}
+	if site.Down || !core.Down || !site.Site || core.Site {
+		t.Errorf("site %+v core %+v: want only the stream to pe102 marked down, only the CE stream a site", site, core)
+	}
+	if res.End != 410 {
+		t.Errorf("End = %v ms, want 410 (the core stream's last send)", res.End)
+	}
+}

@@ -146,28 +146,7 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 		return nil, fmt.Errorf("the probes failed, the run measured nothing: %w", err)
 	}
 	res.Inject, res.InjectDone, res.Restore, res.RestoreDone = ms(inject), ms(injectDone), ms(restore), ms(restoreDone)
-	var siteIv, coreIv []Spacing
-	for i, rec := range recs {
-		sum := probe.Analyze(rec, o.stale()/2)
-		sr := Attribute(sum, inject, restore)
-		sr.Site = probes[i].Site
-		for _, d := range acts.Down {
-			if probes[i].FromNode == d || probes[i].ToNode == d {
-				sr.Down = true
-			}
-		}
-		res.Streams = append(res.Streams, sr)
-		if n := len(rec.Sent); n > 0 {
-			res.End = max(res.End, ms(rec.Sent[n-1]))
-		}
-		sr.Spacing = spacing(rec.Sent)
-		if sr.Site {
-			siteIv = append(siteIv, sr.Spacing)
-		} else {
-			coreIv = append(coreIv, sr.Spacing)
-		}
-	}
-	res.Achieved, res.CoreAchieved = worstSpacing(siteIv), worstSpacing(coreIv)
+	res.addStreams(recs, probes, acts.Down, inject, restore, o.stale()/2)
 	if conv < 0 {
 		res.Converged = 0
 	}
@@ -317,4 +296,28 @@ func converged(ctx context.Context, l Lab, router string) string {
 		failing = append(failing[:3], fmt.Sprintf("%d more", len(failing)-3))
 	}
 	return strings.Join(failing, ", ")
+}
+
+// addStreams turns the probe records into the run's stream results (loss
+// split into fault and recovery, the spacing each stream achieved) and
+// the run's worst spacing for site and core streams. down are the routers
+// the fault takes down: streams to or from them are marked.
+func (res *Result) addStreams(recs []probe.Record, probes []Probe, down []string, inject, restore, grace time.Duration) {
+	var siteIv, coreIv []Spacing
+	for i, rec := range recs {
+		sr := Attribute(probe.Analyze(rec, grace), inject, restore)
+		sr.Site = probes[i].Site
+		sr.Down = slices.Contains(down, probes[i].FromNode) || slices.Contains(down, probes[i].ToNode)
+		sr.Spacing = spacing(rec.Sent)
+		res.Streams = append(res.Streams, sr)
+		if n := len(rec.Sent); n > 0 {
+			res.End = max(res.End, ms(rec.Sent[n-1]))
+		}
+		if sr.Site {
+			siteIv = append(siteIv, sr.Spacing)
+		} else {
+			coreIv = append(coreIv, sr.Spacing)
+		}
+	}
+	res.Achieved, res.CoreAchieved = worstSpacing(siteIv), worstSpacing(coreIv)
 }

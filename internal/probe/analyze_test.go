@@ -248,3 +248,21 @@ func mustParse(t *testing.T, s string) netip.Addr {
 	}
 	return a
 }
+
+// The pacer counts slots from its start: after a stall it skips the slots
+// it missed (no burst), then goes on one slot at a time.
+func TestPacerSkipsMissedSlots(t *testing.T) {
+	p := newPacer(time.Millisecond)
+	defer p.close()
+	if s := p.wait(); s != 1 {
+		t.Fatalf("first wait = slot %d, want 1", s)
+	}
+	time.Sleep(20 * time.Millisecond)
+	s := p.wait()
+	if s < 20 {
+		t.Fatalf("after a 20 ms stall the pacer is at slot %d: it would send a burst of the missed ones", s)
+	}
+	if next := p.wait(); next != s+1 && next != s+2 {
+		t.Errorf("slot after %d = %d, want the next one", s, next)
+	}
+}

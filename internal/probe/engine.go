@@ -224,7 +224,8 @@ func startEngine(ctx context.Context, sp spec, open Opener, sk sink) (*engine, e
 
 // group is a sending group made concrete: its messages per socket.
 type group struct {
-	every uint64 // sends every every-th tick
+	every int64 // sends every every-th slot
+	due   int64 // the next slot it sends in
 	seq   uint64
 	outs  []*outbox
 }
@@ -254,7 +255,7 @@ func (e *engine) run(ctx context.Context, bykey map[sockKey]*sock) {
 	}
 	var groups []*group
 	for _, streams := range gs {
-		g := &group{every: max(1, uint64(streams[0].Interval/tickEvery))}
+		g := &group{every: max(1, int64(streams[0].Interval/tickEvery))}
 		byS := map[*sock]*outbox{}
 		for _, st := range streams {
 			s := bykey[sockKey{st.From.NS, st.From.Addr}]
@@ -285,16 +286,18 @@ func (e *engine) run(ctx context.Context, bykey map[sockKey]*sock) {
 	case <-ctx.Done():
 		return
 	}
-	tick := time.NewTicker(tickEvery)
-	defer tick.Stop()
+	// The loop runs on a thread of its own, woken at each slot (pacer).
+	pace := newPacer(tickEvery)
+	defer pace.close()
 	sending := true
-	for n := uint64(0); ; n++ {
+	for slot := int64(0); ; slot = pace.wait() {
 		at := e.now()
 		if sending {
 			for gi, g := range groups {
-				if n%g.every != 0 {
+				if slot < g.due {
 					continue
 				}
+				g.due = (slot/g.every + 1) * g.every
 				for _, o := range g.outs {
 					for _, m := range o.msgs {
 						binary.BigEndian.PutUint64(m.Buffers[0][8:], g.seq)
@@ -321,21 +324,15 @@ func (e *engine) run(ctx context.Context, bykey map[sockKey]*sock) {
 		case <-ctx.Done():
 			return
 		case <-e.done:
+			// Keep nothing in flight unread.
+			for _, s := range receivers {
+				e.drain(s, in, e.now())
+			}
 			return
 		case <-e.stop:
-			sending = false
-		case <-tick.C:
-		}
-		if !sending {
 			// Keep draining, without sending, until done.
-			select {
-			case <-e.done:
-				for _, s := range receivers {
-					e.drain(s, in, e.now())
-				}
-				return
-			case <-tick.C:
-			}
+			sending = false
+		default:
 		}
 	}
 }
