@@ -77,35 +77,19 @@ func nodeEnv(p layout.Lab, node string) []string {
 
 // ExecInNode replaces the current process with argv running in a
 // namespace node.
-func ExecInNode(p layout.Lab, node string, argv []string) error {
+func ExecInNode(p layout.Lab, name string, argv []string) error {
 	if len(argv) == 0 {
 		return fmt.Errorf("no command given")
 	}
-	if err := EnterNode(p, node); err != nil {
+	if err := EnterNode(p, name); err != nil {
 		return err
 	}
-	env := mergeEnv(os.Environ(), nodeEnv(p, node))
+	env := node.MergeEnv(os.Environ(), nodeEnv(p, name))
 	path, err := lookPathIn(argv[0], env)
 	if err != nil {
 		return err
 	}
 	return syscall.Exec(path, argv, env)
-}
-
-// mergeEnv returns base with extra added, later keys replacing earlier.
-func mergeEnv(base, extra []string) []string {
-	out := make([]string, 0, len(base)+len(extra))
-	idx := map[string]int{}
-	for _, kv := range append(append([]string(nil), base...), extra...) {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := idx[k]; ok {
-			out[i] = kv
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
 }
 
 func lookPathIn(name string, env []string) (string, error) {

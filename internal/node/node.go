@@ -106,3 +106,20 @@ type RunnerFunc func(ctx context.Context, c Cmd) error
 
 // Run implements Runner.
 func (f RunnerFunc) Run(ctx context.Context, c Cmd) error { return f(ctx, c) }
+
+// MergeEnv returns base with extra added, later keys replacing earlier
+// ones in place: how a Cmd's Env applies to a node's environment.
+func MergeEnv(base, extra []string) []string {
+	out := make([]string, 0, len(base)+len(extra))
+	idx := map[string]int{}
+	for _, kv := range append(append([]string(nil), base...), extra...) {
+		k, _, _ := strings.Cut(kv, "=")
+		if i, ok := idx[k]; ok {
+			out[i] = kv
+			continue
+		}
+		idx[k] = len(out)
+		out = append(out, kv)
+	}
+	return out
+}

@@ -1,41 +1,17 @@
 package kmod
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/backbone-net/backbone/internal/lab/kmod/kmodtest"
 )
 
-// fakeTree lays out a tiny lib/modules/<version> tree with a modules.dep
-// shaped like Debian's and returns its directory.
+// fakeTree lays out a tiny lib/modules/<version> tree and returns its
+// directory.
 func fakeTree(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "lib", "modules", "6.1.0-99-amd64")
-	dep := `kernel/drivers/virtio/virtio_ring.ko:
-kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
-kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
-kernel/drivers/virtio/virtio_pci_modern_dev.ko:
-kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/fs/netfs/netfs.ko:
-kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
-kernel/net/9p/9pnet.ko:
-kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
-kernel/fs/overlayfs/overlay.ko:
-kernel/net/mpls/mpls_router.ko: kernel/net/ipv4/ip_tunnel.ko
-kernel/net/ipv4/ip_tunnel.ko:
-`
-	for _, line := range strings.Split(strings.TrimSpace(dep), "\n") {
-		mod, _, _ := strings.Cut(line, ":")
-		p := filepath.Join(dir, mod)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte("fake "+mod), 0o644)
-	}
-	os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644)
-	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/net/bridge/bridge.ko\n"), 0o644)
-	return dir
+	return kmodtest.Tree(t, t.TempDir(), "6.1.0-99-amd64")
 }
 
 func TestResolveModules(t *testing.T) {

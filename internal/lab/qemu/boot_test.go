@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/backbone-net/backbone/internal/lab/console"
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 )
 
@@ -94,7 +95,7 @@ func TestBootAndExec(t *testing.T) {
 		start := time.Now()
 		code, err := m.Exec(ctx, req, &out, &errb)
 		if err != nil || code != 0 {
-			t.Fatalf("%v: exit %d, err %v, stderr %s\nconsole:\n%s", req.Argv, code, err, errb.String(), tail(m.ConsoleLog(), 20))
+			t.Fatalf("%v: exit %d, err %v, stderr %s\nconsole:\n%s", req.Argv, code, err, errb.String(), console.Tail(m.ConsoleLog(), 20))
 		}
 		t.Logf("%v: %s (%s)", req.Argv, strings.TrimSpace(out.String()), time.Since(start))
 		return strings.TrimSpace(out.String())

@@ -6,10 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/backbone-net/backbone/internal/lab/debian"
 )
 
 // DefaultCacheDir holds downloaded kernels (and the KVM probe result).
@@ -146,31 +147,16 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 		}
 		return k, nil
 	}
-	for _, tool := range []struct{ name, pkg string }{
-		{"apt-get", "apt"}, {"apt-cache", "apt"}, {"dpkg-deb", "dpkg"}, {"depmod", "kmod"},
-	} {
-		if _, err := exec.LookPath(tool.name); err != nil {
-			return Kernel{}, fmt.Errorf("%s not found: the VM kernel is fetched from Debian's archive; run `apt-get install %s` ", tool.name, tool.pkg)
-		}
+	if err := debian.Require(debian.Tool{Name: "apt-get", Package: "apt"}, debian.Tool{Name: "apt-cache", Package: "apt"},
+		debian.Tool{Name: "dpkg-deb", Package: "dpkg"}, debian.Tool{Name: "depmod", Package: "kmod"}); err != nil {
+		return Kernel{}, fmt.Errorf("the VM kernel is fetched from Debian's archive: %w", err)
 	}
 	kdir := filepath.Join(cacheDir, "kernel")
 	if err := os.MkdirAll(kdir, 0o755); err != nil {
 		return Kernel{}, fmt.Errorf("create kernel cache: %w", err)
 	}
-	run := func(dir string, name string, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return out, nil
-	}
-
-	out, err := run(kdir, "apt-cache", "depends", kernelMeta)
+	var system debian.Archive
+	out, err := system.Depends(ctx, kernelMeta)
 	if err != nil {
 		return Kernel{}, fmt.Errorf("%w (run `apt-get update` first)", err)
 	}
@@ -185,18 +171,13 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 		return Kernel{}, err
 	}
 	defer os.RemoveAll(dl)
-	// Sandbox user root: apt would otherwise warn that _apt cannot write
-	// to the download directory.
-	if _, err := run(dl, "apt-get", "download", "-q", "-o", "APT::Sandbox::User=root", pkg); err != nil {
+	debs, err := system.Download(ctx, dl, pkg)
+	if err != nil {
 		return Kernel{}, fmt.Errorf("%w (is the Debian archive reachable, and was `apt-get update` run?)", err)
-	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
-	if len(debs) != 1 {
-		return Kernel{}, fmt.Errorf("apt-get download %s left %d .deb files in %s, want 1", pkg, len(debs), dl)
 	}
 	progress(fmt.Sprintf("unpacking %s", filepath.Base(debs[0])))
 	root := filepath.Join(dl, "root")
-	if _, err := run(dl, "dpkg-deb", "-x", debs[0], root); err != nil {
+	if err := debian.Unpack(ctx, debs[0], root); err != nil {
 		return Kernel{}, err
 	}
 	// The package layout may be lib/modules or usr/lib/modules.
@@ -217,7 +198,7 @@ func EnsureKernel(ctx context.Context, cacheDir string, progress func(string)) (
 		}
 	}
 	progress(fmt.Sprintf("running depmod for %s", version))
-	if _, err := run(dl, "depmod", "-b", root, version); err != nil {
+	if _, err := debian.Command(ctx, dl, "depmod", "-b", root, version); err != nil {
 		return Kernel{}, err
 	}
 	final := filepath.Join(kdir, version)

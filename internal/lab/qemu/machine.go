@@ -3,8 +3,6 @@ package qemu
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/backbone-net/backbone/internal/lab/console"
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 	"github.com/backbone-net/backbone/internal/layout"
 )
@@ -252,7 +251,7 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	if err := (layout.Lab{StateDir: cfg.StateDir}).InstallBinary(cfg.BinaryPath); err != nil {
 		return nil, fmt.Errorf("copy %s into the VM state dir: %w", cfg.BinaryPath, err)
 	}
-	token, err := newToken()
+	token, err := agent.NewToken()
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +319,7 @@ const kvmSilenceLimit = 3 * time.Second
 // boot runs one qemu and waits for the agent.
 func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, timeout time.Duration, token string) (*Machine, error) {
 	pidFile := filepath.Join(cfg.StateDir, pidFileName)
-	console := filepath.Join(cfg.StateDir, consoleName)
+	conPath := filepath.Join(cfg.StateDir, consoleName)
 	qlog := filepath.Join(cfg.StateDir, qemuLogName)
 	var (
 		pid, port int
@@ -338,7 +337,7 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 			Binary: qemu, Name: "backbone-vm", Accel: accel,
 			CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
 			Kernel: k.BootImage(), Initrd: filepath.Join(cfg.StateDir, initrdName), Append: kernelCmdline(),
-			Console: console, PIDFile: pidFile, StateDir: cfg.StateDir, HostPort: port,
+			Console: conPath, PIDFile: pidFile, StateDir: cfg.StateDir, HostPort: port,
 		}
 		logf, err := os.Create(qlog)
 		if err != nil {
@@ -351,7 +350,7 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 		launchDur = time.Since(launched)
 		logf.Close()
 		if err != nil {
-			out := tail(qlog, 20)
+			out := console.Tail(qlog, 20)
 			if strings.Contains(out, "forwarding rule") && try < 3 {
 				continue // lost the race for the port
 			}
@@ -390,7 +389,7 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 		// A KVM guest that hangs here never prints a line, while a working
 		// one prints the kernel banner well within a second.
 		if accel == "kvm" && time.Since(launched) > kvmSilenceLimit {
-			if fi, serr := os.Stat(console); serr == nil && fi.Size() == 0 {
+			if fi, serr := os.Stat(conPath); serr == nil && fi.Size() == 0 {
 				err = fmt.Errorf("KVM guest printed nothing in %s (hung)", kvmSilenceLimit)
 				break
 			}
@@ -404,7 +403,7 @@ func boot(ctx context.Context, cfg Config, qemu string, k Kernel, accel string, 
 	if err != nil {
 		killQemu(pid, pidFile, 2*time.Second)
 		os.Remove(pidFile)
-		return nil, fmt.Errorf("VM (%s) did not come up: %w\n%s", accel, err, consoleSummary(console, 25))
+		return nil, fmt.Errorf("VM (%s) did not come up: %w\n%s", accel, err, console.Tail(conPath, 25))
 	}
 	m.BootDuration = time.Since(launched)
 	m.Timings = []Timing{{"qemu launch", launchDur}}
@@ -468,7 +467,7 @@ func (m *Machine) ConsoleLog() string { return filepath.Join(m.StateDir, console
 
 func (m *Machine) notRunning() error {
 	return fmt.Errorf("the VM of %s is not running (qemu pid %d is gone); its console log is %s:\n%s",
-		m.StateDir, m.PID, m.ConsoleLog(), tail(m.ConsoleLog(), 15))
+		m.StateDir, m.PID, m.ConsoleLog(), console.Tail(m.ConsoleLog(), 15))
 }
 
 // Exec runs req in the guest's root namespace, streaming output. See
@@ -558,52 +557,4 @@ func lockStateDir(stateDir string) (func(), error) {
 		return nil, fmt.Errorf("another backbone process is starting the VM of %s", stateDir)
 	}
 	return func() { f.Close() }, nil
-}
-
-func newToken() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
-}
-
-// tail returns the last n lines of a file (or a note that it is missing).
-func tail(name string, n int) string {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return fmt.Sprintf("(no %s: %v)", name, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// consoleSummary is the tail of the console log, preceded by the lines that
-// usually explain a failed boot (init messages, panics) when they scrolled
-// out of the tail.
-func consoleSummary(name string, n int) string {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return fmt.Sprintf("(no console log %s: %v)", name, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	cut := max(len(lines)-n, 0)
-	var key []string
-	for _, l := range lines[:cut] {
-		if strings.Contains(l, "backbone-") || strings.Contains(l, "Kernel panic") || strings.Contains(l, "FATAL") {
-			key = append(key, l)
-		}
-	}
-	if len(key) > 15 {
-		key = key[len(key)-15:]
-	}
-	var sb strings.Builder
-	if len(key) > 0 {
-		fmt.Fprintf(&sb, "--- key lines of %s ---\n%s\n", name, strings.Join(key, "\n"))
-	}
-	fmt.Fprintf(&sb, "--- last lines of %s ---\n%s", name, strings.Join(lines[cut:], "\n"))
-	return sb.String()
 }

@@ -2,7 +2,6 @@ package qemu
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/lab/kmod/kmodtest"
 )
 
 func TestQemuArgs(t *testing.T) {
@@ -110,29 +111,7 @@ func fakeKernel(t *testing.T) Kernel {
 	t.Helper()
 	root := t.TempDir()
 	ver := "6.1.0-99-amd64"
-	dir := filepath.Join(root, "lib", "modules", ver)
-	dep := `kernel/drivers/virtio/virtio_ring.ko:
-kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko
-kernel/drivers/virtio/virtio_pci_legacy_dev.ko:
-kernel/drivers/virtio/virtio_pci_modern_dev.ko:
-kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/fs/netfs/netfs.ko:
-kernel/fs/fscache/fscache.ko: kernel/fs/netfs/netfs.ko
-kernel/net/9p/9pnet.ko:
-kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
-kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/fscache/fscache.ko kernel/fs/netfs/netfs.ko
-kernel/fs/overlayfs/overlay.ko:
-kernel/net/mpls/mpls_router.ko: kernel/net/ipv4/ip_tunnel.ko
-kernel/net/ipv4/ip_tunnel.ko:
-`
-	for _, line := range strings.Split(strings.TrimSpace(dep), "\n") {
-		mod, _, _ := strings.Cut(line, ":")
-		p := filepath.Join(dir, mod)
-		os.MkdirAll(filepath.Dir(p), 0o755)
-		os.WriteFile(p, []byte("fake "+mod), 0o644)
-	}
-	os.WriteFile(filepath.Join(dir, "modules.dep"), []byte(dep), 0o644)
-	os.WriteFile(filepath.Join(dir, "modules.builtin"), []byte("kernel/net/bridge/bridge.ko\n"), 0o644)
+	kmodtest.Tree(t, root, ver)
 	os.MkdirAll(filepath.Join(root, "boot"), 0o755)
 	vmlinuz := filepath.Join(root, "boot", "vmlinuz-"+ver)
 	os.WriteFile(vmlinuz, []byte("not a kernel"), 0o644)
@@ -346,22 +325,6 @@ func TestStopDeadAndLiveQemu(t *testing.T) {
 	}
 	if Running(dir) {
 		t.Error("still Running after Stop")
-	}
-}
-
-func TestTail(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "log")
-	var b bytes.Buffer
-	for i := range 50 {
-		fmt.Fprintf(&b, "line %d\n", i)
-	}
-	os.WriteFile(p, b.Bytes(), 0o644)
-	got := tail(p, 3)
-	if got != "line 47\nline 48\nline 49" {
-		t.Errorf("tail %q", got)
-	}
-	if !strings.Contains(tail(p+"x", 3), "no ") {
-		t.Error("tail of a missing file should say so")
 	}
 }
 

@@ -1,16 +1,16 @@
 package uml
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/lab/debian"
 )
 
 // Kernel is a UML build unpacked in the cache.
@@ -83,40 +83,12 @@ func (k Kernel) check() error {
 // sources (a private sources list and package lists under the cache),
 // and unpacks them. The result is not checked: boot it first.
 func Fetch(ctx context.Context, cacheDir, suite string, progress func(string)) (Kernel, error) {
-	for _, tool := range []struct{ name, pkg string }{{"apt-get", "apt"}, {"dpkg-deb", "dpkg"}, {"patchelf", "patchelf"}} {
-		if _, err := exec.LookPath(tool.name); err != nil {
-			return Kernel{}, fmt.Errorf("%s not found: run `apt-get install %s`", tool.name, tool.pkg)
-		}
-	}
-	apt := filepath.Join(umlDir(cacheDir), "apt", suite)
-	for _, d := range []string{filepath.Join(apt, "lists", "partial"), filepath.Join(apt, "cache", "archives", "partial")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return Kernel{}, err
-		}
-	}
-	sources := filepath.Join(apt, "sources.list")
-	if err := os.WriteFile(sources, fmt.Appendf(nil, "deb %s %s main\n", Mirror, suite), 0o644); err != nil {
+	if err := debian.Require(debian.Tool{Name: "apt-get", Package: "apt"}, debian.Tool{Name: "dpkg-deb", Package: "dpkg"}, debian.Tool{Name: "patchelf", Package: "patchelf"}); err != nil {
 		return Kernel{}, err
 	}
-	opts := []string{
-		"-o", "Dir::Etc::sourcelist=" + sources, "-o", "Dir::Etc::sourceparts=/dev/null",
-		"-o", "Dir::State::Lists=" + filepath.Join(apt, "lists"), "-o", "Dir::Cache=" + filepath.Join(apt, "cache"),
-		"-o", "APT::Sandbox::User=root", "-q",
-	}
-	run := func(dir, name string, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, name, args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "LC_ALL=C")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
-		}
-		return out, nil
-	}
-	progress(fmt.Sprintf("UML: reading Debian %s's package list (private to %s)", suite, apt))
-	if _, err := run(apt, "apt-get", append(opts, "update")...); err != nil {
+	archive := debian.Archive{Dir: filepath.Join(umlDir(cacheDir), "apt", suite), Mirror: Mirror, Suite: suite}
+	progress(fmt.Sprintf("UML: reading Debian %s's package list (private to %s)", suite, archive.Dir))
+	if err := archive.Update(ctx); err != nil {
 		return Kernel{}, err
 	}
 	dl, err := os.MkdirTemp(umlDir(cacheDir), "download-")
@@ -125,14 +97,14 @@ func Fetch(ctx context.Context, cacheDir, suite string, progress func(string)) (
 	}
 	defer os.RemoveAll(dl)
 	progress(fmt.Sprintf("UML: downloading user-mode-linux and libc6 from %s", suite))
-	if _, err := run(dl, "apt-get", append(opts, "download", "user-mode-linux", "libc6")...); err != nil {
+	debs, err := archive.Download(ctx, dl, "user-mode-linux", "libc6")
+	if err != nil {
 		return Kernel{}, err
 	}
-	debs, _ := filepath.Glob(filepath.Join(dl, "*.deb"))
 	var version string
 	root := filepath.Join(dl, "root")
 	for _, d := range debs {
-		if _, err := run(dl, "dpkg-deb", "-x", d, root); err != nil {
+		if err := debian.Unpack(ctx, d, root); err != nil {
 			return Kernel{}, err
 		}
 		if b := filepath.Base(d); strings.HasPrefix(b, "user-mode-linux_") {
@@ -165,7 +137,7 @@ func Fetch(ctx context.Context, cacheDir, suite string, progress func(string)) (
 	// Starting it through ld.so --library-path does not work (UML then
 	// miscomputes its memory layout): the interpreter and rpath are
 	// rewritten instead.
-	if _, err := run(final, "patchelf", "--set-interpreter", filepath.Join(libdir, "ld-linux-x86-64.so.2"), "--set-rpath", libdir, bin); err != nil {
+	if _, err := debian.Command(ctx, final, "patchelf", "--set-interpreter", filepath.Join(libdir, "ld-linux-x86-64.so.2"), "--set-rpath", libdir, bin); err != nil {
 		return Kernel{}, err
 	}
 	modRoot := filepath.Join(final, "modroot")
@@ -179,7 +151,7 @@ func Fetch(ctx context.Context, cacheDir, suite string, progress func(string)) (
 	if err := k.check(); err != nil {
 		return Kernel{}, err
 	}
-	if out, err := run(final, bin, "--version"); err != nil {
+	if out, err := debian.Command(ctx, final, bin, "--version"); err != nil {
 		return Kernel{}, fmt.Errorf("%s does not run on this machine: %w", bin, err)
 	} else {
 		progress(fmt.Sprintf("UML: %s (%s) unpacked in %s", strings.TrimSpace(string(out)), version, final))

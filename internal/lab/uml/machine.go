@@ -14,8 +14,6 @@ package uml
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/backbone-net/backbone/internal/lab/console"
 	"github.com/backbone-net/backbone/internal/lab/guest"
 	"github.com/backbone-net/backbone/internal/lab/guest/agent"
 	"github.com/backbone-net/backbone/internal/lab/namespace"
@@ -128,7 +127,7 @@ func Start(ctx context.Context, s Spec) (*Machine, error) {
 	for _, f := range []string{pidFile, readyFile, reportFile, consoleFile} {
 		_ = os.Remove(filepath.Join(s.Dir, f))
 	}
-	token, err := newToken()
+	token, err := agent.NewToken()
 	if err != nil {
 		return nil, err
 	}
@@ -153,13 +152,13 @@ func Start(ctx context.Context, s Spec) (*Machine, error) {
 	if err := addControlTap(s.Netns); err != nil {
 		return nil, err
 	}
-	console, err := os.Create(filepath.Join(s.Dir, consoleFile))
+	conlog, err := os.Create(filepath.Join(s.Dir, consoleFile))
 	if err != nil {
 		return nil, err
 	}
-	defer console.Close()
+	defer conlog.Close()
 	cmd := exec.Command(s.Kernel.Binary, cmdline(s, cfgPath)...)
-	cmd.Stdout, cmd.Stderr = console, console
+	cmd.Stdout, cmd.Stderr = conlog, conlog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// UML keeps its memory in an unlinked file under TMPDIR: /dev/shm is
 	// tmpfs, so guest memory never touches a disk.
@@ -179,7 +178,7 @@ func Start(ctx context.Context, s Spec) (*Machine, error) {
 	m.client = newClient(s.Netns, token)
 	if err := m.waitReady(ctx, s.BootTimeout, exited); err != nil {
 		m.Kill()
-		return nil, fmt.Errorf("%s: the UML kernel did not come up: %w\n%s", s.Name, err, tail(filepath.Join(s.Dir, consoleFile), 25))
+		return nil, fmt.Errorf("%s: the UML kernel did not come up: %w\n%s", s.Name, err, console.Tail(filepath.Join(s.Dir, consoleFile), 25))
 	}
 	m.Boot = time.Since(start)
 	return m, nil
@@ -284,7 +283,7 @@ func Attach(name, dir, ns string) (*Machine, error) {
 	}
 	m.PID, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	if !m.Alive() {
-		return nil, fmt.Errorf("%s: its UML kernel (pid %d) is not running; the console log is %s:\n%s", name, m.PID, filepath.Join(dir, consoleFile), tail(filepath.Join(dir, consoleFile), 10))
+		return nil, fmt.Errorf("%s: its UML kernel (pid %d) is not running; the console log is %s:\n%s", name, m.PID, filepath.Join(dir, consoleFile), console.Tail(filepath.Join(dir, consoleFile), 10))
 	}
 	token, err := os.ReadFile(filepath.Join(dir, tokenFile))
 	if err != nil {
@@ -366,38 +365,6 @@ func (m *Machine) kill(grace time.Duration) error {
 
 // ConsoleLog is the path of the guest's console output.
 func (m *Machine) ConsoleLog() string { return filepath.Join(m.Dir, consoleFile) }
-
-func newToken() (string, error) {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
-}
-
-// tail returns the last n lines of a file, preceded by the lines that
-// usually explain a failed boot (the init's and agent's, panics) when they
-// scrolled out of the tail.
-func tail(name string, n int) string {
-	b, err := os.ReadFile(name)
-	if err != nil {
-		return fmt.Sprintf("(no %s: %v)", name, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	cut := max(len(lines)-n, 0)
-	var key []string
-	for _, l := range lines[:cut] {
-		if strings.Contains(l, "backbone-") || strings.Contains(l, "Kernel panic") || strings.Contains(l, "FATAL") || strings.Contains(l, "lab-guest") {
-			key = append(key, l)
-		}
-	}
-	var sb strings.Builder
-	if len(key) > 0 {
-		fmt.Fprintf(&sb, "--- key lines of %s ---\n%s\n", name, strings.Join(key[max(len(key)-15, 0):], "\n"))
-	}
-	fmt.Fprintf(&sb, "--- last lines of %s ---\n%s", name, strings.Join(lines[cut:], "\n"))
-	return sb.String()
-}
 
 // Processes returns the UML kernels whose machine directory is under dir,
 // found by their command line (also after their namespace is gone).

@@ -222,14 +222,6 @@ func TestWaitReadyRetriesUntilUp(t *testing.T) {
 	}
 }
 
-func TestMergeEnv(t *testing.T) {
-	got := mergeEnv([]string{"A=1", "B=2"}, []string{"B=3", "C=4"})
-	want := "A=1 B=3 C=4"
-	if strings.Join(got, " ") != want {
-		t.Fatalf("got %v, want %s", got, want)
-	}
-}
-
 // lineWriter hands every write to a channel, so a test can see output
 // arrive while the command still runs.
 type lineWriter chan string

@@ -3,6 +3,8 @@ package agent
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -199,4 +201,14 @@ func (c *Client) WaitReady(ctx context.Context, interval time.Duration, alive fu
 		case <-time.After(interval):
 		}
 	}
+}
+
+// NewToken makes a secret for a guest's agent: the host writes it where
+// the guest reads it (0600) and sends it with every request.
+func NewToken() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
 }

@@ -12,10 +12,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/backbone-net/backbone/internal/node"
 )
 
 // DefaultEnv is the base environment of commands run by the agent.
@@ -169,7 +170,7 @@ func (s *Server) exec(ctx context.Context, c net.Conn, dec *json.Decoder, req Ex
 	}
 
 	cmd := exec.CommandContext(ctx, req.Argv[0], req.Argv[1:]...)
-	cmd.Env = mergeEnv(s.baseEnv(), req.Env)
+	cmd.Env = node.MergeEnv(s.baseEnv(), req.Env)
 	cmd.Dir = req.Dir
 	if cmd.Dir == "" {
 		cmd.Dir = "/"
@@ -250,21 +251,4 @@ func (s *Server) baseEnv() []string {
 		return s.Env
 	}
 	return DefaultEnv
-}
-
-// mergeEnv returns base with extra appended, later keys replacing earlier
-// ones.
-func mergeEnv(base, extra []string) []string {
-	out := make([]string, 0, len(base)+len(extra))
-	idx := map[string]int{}
-	for _, kv := range append(append([]string(nil), base...), extra...) {
-		k, _, _ := strings.Cut(kv, "=")
-		if i, ok := idx[k]; ok {
-			out[i] = kv
-			continue
-		}
-		idx[k] = len(out)
-		out = append(out, kv)
-	}
-	return out
 }
