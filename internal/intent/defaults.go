@@ -24,6 +24,14 @@ const (
 func boolPtr(b bool) *bool { return &b }
 
 func (in *Intent) applyDefaults() {
+	for _, r := range in.Routers {
+		if h := r.Host; h != nil && h.Network == "" {
+			h.Network = NetworkD
+			if h.RedHat() {
+				h.Network = NetworkManager
+			}
+		}
+	}
 	if in.Underlay.MTU == 0 {
 		in.Underlay.MTU = DefaultUnderlayMTU
 	}

@@ -145,7 +145,38 @@ type Router struct {
 	Loopback Loopback `yaml:"loopback" json:"loopback"`
 	// ASN of a CE (eBGP sites).
 	ASN uint32 `yaml:"asn" json:"asn,omitempty"`
+	// Host says what runs the router when it is deployed to a real host
+	// (backbone deploy, lab up --bare); unset, the router is lab-only.
+	Host *Host `yaml:"host" json:"host,omitempty"`
 }
+
+// Operating systems of deployed routers.
+const (
+	OSRocky9   = "rocky9"
+	OSRHEL9    = "rhel9"
+	OSDebian12 = "debian12"
+	OSUbuntu24 = "ubuntu24"
+)
+
+// Network stacks of deployed routers.
+const (
+	NetworkManager = "networkmanager"
+	NetworkD       = "networkd"
+)
+
+// Host is the system of a deployed router.
+type Host struct {
+	// OS: rocky9, rhel9, debian12 or ubuntu24. It fixes the paths of
+	// strongSwan's configuration and the firewall.
+	OS string `yaml:"os" json:"os"`
+	// Network is the stack that holds the interfaces: networkmanager
+	// (the default on rocky9 and rhel9) or networkd (the default on
+	// debian12 and ubuntu24).
+	Network string `yaml:"network" json:"network"`
+}
+
+// RedHat reports whether the OS is of the Red Hat family.
+func (h *Host) RedHat() bool { return h.OS == OSRocky9 || h.OS == OSRHEL9 }
 
 // RouterUnderlay is the router's WAN side.
 type RouterUnderlay struct {

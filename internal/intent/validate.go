@@ -405,7 +405,22 @@ func validateRouters(in *Intent, pools []pool, c *collector) map[string]routerIn
 			if r.ASN != 0 {
 				c.errorf(path+".asn", "remove it: backbone routers use the backbone's asn", "only CE routers have their own ASN")
 			}
+			if h := r.Host; h != nil {
+				switch h.OS {
+				case OSRocky9, OSRHEL9, OSDebian12, OSUbuntu24:
+				default:
+					c.errorf(path+".host.os", "use rocky9, rhel9, debian12 or ubuntu24", "unknown operating system %q", h.OS)
+				}
+				switch h.Network {
+				case NetworkManager, NetworkD:
+				default:
+					c.errorf(path+".host.network", "use networkmanager or networkd", "unknown network stack %q", h.Network)
+				}
+			}
 		case RoleCE:
+			if r.Host != nil {
+				c.errorf(path+".host", "remove it: backbone deploys PE and P routers; a CE is the customer's", "CE %q cannot be deployed", r.Name)
+			}
 			if r.Underlay.IPv6 != "" || r.Underlay.IPv4 != "" {
 				c.errorf(path+".underlay", "remove it: a CE connects to its PE through sites:", "a CE has no underlay address")
 			}

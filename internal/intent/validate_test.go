@@ -162,6 +162,17 @@ var brokenCases = []struct {
 	{"OSPF dead interval not above hello",
 		[]string{"dead_interval: 4", "dead_interval: 1"},
 		"protocols.ospf.dead_interval", "dead interval 1 must be greater than the hello interval 1", 1},
+	{"unknown host OS",
+		[]string{`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
+    host: {os: windows}`},
+		"routers[0].host.os", `unknown operating system "windows"`, 1},
+	{"unknown network stack",
+		[]string{`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
+    host: {os: debian12, network: ifupdown}`},
+		"routers[0].host.network", `unknown network stack "ifupdown"`, 1},
+	{"a CE to deploy",
+		[]string{"    asn: 65001\n", "    asn: 65001\n    host: {os: debian12}\n"},
+		"routers[4].host", `CE "ce1" cannot be deployed`, 1},
 	{"LDP session hold time below FRR's minimum",
 		[]string{"session_holdtime: 15", "session_holdtime: 10"},
 		"protocols.ldp.session_holdtime", "LDP session hold time 10 is out of range", 1},

@@ -81,6 +81,8 @@ type Router struct {
 	// Attachments are this router's PE-CE links (on a PE: one per site; on
 	// a CE: its uplink).
 	Attachments []*Attachment `json:"attachments,omitempty"`
+	// Host is the system the router is deployed to (nil: lab only).
+	Host *intent.Host `json:"host,omitempty"`
 }
 
 // Underlay is a router's WAN side.
@@ -344,6 +346,10 @@ func (b *builder) routers(p *Plan) {
 			}
 		}
 		pr.Underlay = u
+		if r.Host != nil {
+			h := *r.Host
+			pr.Host = &h
+		}
 		p.Routers = append(p.Routers, pr)
 	}
 }
@@ -403,12 +409,23 @@ func (b *builder) links(p *Plan) {
 		}
 		ra, rb := p.Router(l.Between[0]), p.Router(l.Between[1])
 		outerV6 := ra.Underlay.IPv6.IsValid() && rb.Underlay.IPv6.IsValid()
+		encapLimit := l.EncapLimit
+		if nm := nmEnd(ra, rb); nm != "" && l.Encap == intent.EncapGRE && outerV6 && !encapLimit {
+			// NetworkManager cannot create an ip6gre tunnel without the
+			// encapsulation-limit option (nmcli refuses the
+			// ip6-ign-encap-limit flag for mode ip6gre), and both ends
+			// must agree on the MTU.
+			encapLimit = true
+			b.ps = append(b.ps, intent.Problem{Severity: intent.Warning, Path: path, Line: b.doc.LineOf(path),
+				Message: fmt.Sprintf("%s runs NetworkManager, which cannot drop ip6gre's 8-byte encapsulation-limit option: this link keeps it on both ends, 8 bytes less MTU", nm),
+				Hint:    "use networkd on both routers, or vxlan, to get the 8 bytes back"})
+		}
 		umtu := in.Underlay.MTU
 		if l.UnderlayMTU != 0 {
 			umtu = l.UnderlayMTU
 		}
 		bud := budget(stack{
-			underlayMTU: umtu, outerV6: outerV6, encap: l.Encap, encapLimit: l.EncapLimit,
+			underlayMTU: umtu, outerV6: outerV6, encap: l.Encap, encapLimit: encapLimit,
 			ipsec: l.Encrypted(), tunnelMode: in.Encryption.Mode == "tunnel", udpEncap: in.Encryption.UDPEncap,
 			esp: esp, labels: in.Protocols.MPLS.LabelStack,
 		})
@@ -453,7 +470,7 @@ func (b *builder) links(p *Plan) {
 				IPv4: netip.PrefixFrom(addr4[e], 31), IPv6: netip.PrefixFrom(addr6[e], 127),
 				PeerIPv4: addr4[1-e], PeerIPv6: addr6[1-e],
 				Local: local, Remote: remote, MTU: bud.TunnelMTU, Cost: l.Cost, LDP: l.LDPEnabled(),
-				Encrypted: l.Encrypted(), VNI: pl.VNI, EncapLimit: l.EncapLimit,
+				Encrypted: l.Encrypted(), VNI: pl.VNI, EncapLimit: encapLimit,
 			})
 		}
 	}
@@ -595,4 +612,14 @@ func (s *Site) Address(family int) netip.Addr {
 		return s.CEIPv6.Addr()
 	}
 	return netip.Addr{}
+}
+
+// nmEnd names a router of a link that runs NetworkManager ("" if none).
+func nmEnd(a, b *Router) string {
+	for _, r := range []*Router{a, b} {
+		if r.Host != nil && r.Host.Network == intent.NetworkManager {
+			return r.Name
+		}
+	}
+	return ""
 }

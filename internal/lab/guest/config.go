@@ -42,6 +42,26 @@ type Config struct {
 	TokenFile  string `json:"token_file"`
 	ReadyFile  string `json:"ready_file"`
 	ReportFile string `json:"report_file"`
+	// System, when set, makes the guest a whole host instead of a lab
+	// router: see System.
+	System *System `json:"system,omitempty"`
+}
+
+// System is a guest that boots like a fresh cloud VM: the host's / under a
+// writable overlay (a guest-local tmpfs on top, so nothing reaches the
+// host), the files of Image laid over it, and systemd as PID 1 booting
+// Target, with the packages the host has installed but nothing of the
+// backbone configured. The agent runs beside systemd.
+type System struct {
+	// Image is a host directory (on a share) whose tree is copied onto
+	// the guest's root: hostname, SSH host keys and authorized keys, the
+	// network configuration of the underlay interface, units.
+	Image string `json:"image"`
+	// Remove are files of the host the guest must not have (the host's
+	// own SSH host keys): deleted from the guest's view.
+	Remove []string `json:"remove,omitempty"`
+	// Target is the systemd unit booted.
+	Target string `json:"target"`
 }
 
 // Bind is a bind mount.

@@ -69,8 +69,18 @@ func Init(cfgPath string, log io.Writer) error {
 		logf("warning: %s", msg)
 		rep.Warnings = append(rep.Warnings, msg)
 	}
+	if cfg.System != nil {
+		if err := enterOverlayRoot(cfg); err != nil {
+			return fatal(err)
+		}
+	}
 	if err := mountSystem(cfg, warn); err != nil {
 		return fatal(err)
+	}
+	if cfg.System != nil {
+		if err := layImage(cfg); err != nil {
+			return fatal(err)
+		}
 	}
 	mt := time.Now()
 	if err := setModprobe(cfg.ModulesRoot); err != nil {
@@ -95,10 +105,130 @@ func Init(cfgPath string, log io.Writer) error {
 		_ = os.WriteFile(cfg.ReportFile, b, 0o644)
 	}
 	logf("setup done in %.2fs (uptime %.2fs); starting the agent on %s", rep.Setup.Seconds(), Uptime().Seconds(), cfg.Control.Listen)
+	if cfg.System != nil {
+		return fatal(bootSystemd(cfg, cfgPath, logf))
+	}
 	if err := Supervise([]string{os.Args[0], AgentCommand, cfgPath}, agent.DefaultEnv, logf); err != nil {
 		return fatal(err)
 	}
 	return nil
+}
+
+// systemd is the init of a System guest.
+const systemd = "/lib/systemd/systemd"
+
+// enterOverlayRoot makes the root a writable overlay: the host's / (the
+// read-only hostfs root) below, a tmpfs above, and moves into it. /proc,
+// /sys and /dev move along; the old root is detached.
+func enterOverlayRoot(cfg *Config) error {
+	if _, errs := kmod.Load(kmodDir(cfg.ModulesRoot), []string{"overlay"}); len(errs) > 0 {
+		return fmt.Errorf("load overlay: %v", errs)
+	}
+	const scratch = "/tmp"
+	if err := unix.Mount("tmpfs", scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return fmt.Errorf("tmpfs for the overlay: %w", err)
+	}
+	upper, work, root := scratch+"/upper", scratch+"/work", scratch+"/root"
+	for _, d := range []string{upper, work, root} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := unix.Mount("overlay", root, "overlay", 0, "lowerdir=/,upperdir="+upper+",workdir="+work); err != nil {
+		return fmt.Errorf("overlay root: %w", err)
+	}
+	for _, d := range []string{"/proc", "/sys", "/dev"} {
+		if err := unix.Mount(d, root+d, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s into the overlay root: %w", d, err)
+		}
+	}
+	const old = "/.backbone-oldroot"
+	if err := os.MkdirAll(root+old, 0o700); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(root, root+old); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := os.Chdir("/"); err != nil {
+		return err
+	}
+	if err := unix.Unmount(old, unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the old root: %w", err)
+	}
+	return os.Remove(old)
+}
+
+// layImage copies the System's image onto the root, removes what the
+// guest must not have, and makes the UML kernel's modules the system's
+// (so that modprobe and systemd-modules-load find them).
+func layImage(cfg *Config) error {
+	sys := cfg.System
+	err := filepath.WalkDir(sys.Image, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(sys.Image, p)
+		dst := filepath.Join("/", rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, info.Mode().Perm())
+		case d.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			_ = os.Remove(dst)
+			return os.Symlink(target, dst)
+		default:
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_ = os.Remove(dst)
+			if err := os.WriteFile(dst, data, info.Mode().Perm()); err != nil {
+				return err
+			}
+			return os.Chmod(dst, info.Mode().Perm())
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("image %s: %w", sys.Image, err)
+	}
+	for _, r := range sys.Remove {
+		if err := os.Remove(r); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove %s: %w", r, err)
+		}
+	}
+	var u unix.Utsname
+	_ = unix.Uname(&u)
+	release := unix.ByteSliceToString(u.Release[:])
+	_ = os.MkdirAll("/lib/modules", 0o755)
+	_ = os.Remove("/lib/modules/" + release)
+	return os.Symlink(kmodDir(cfg.ModulesRoot), "/lib/modules/"+release)
+}
+
+// bootSystemd starts the agent on its own and hands PID 1 to systemd.
+// It returns only if systemd cannot be started.
+func bootSystemd(cfg *Config, cfgPath string, logf func(string, ...any)) error {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	p, err := os.StartProcess("/proc/self/exe", []string{os.Args[0], AgentCommand, cfgPath}, &os.ProcAttr{
+		Dir: "/", Env: agent.DefaultEnv, Files: []*os.File{devnull, os.Stdout, os.Stderr},
+		Sys: &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		return fmt.Errorf("start the agent: %w", err)
+	}
+	_ = p.Release()
+	logf("booting systemd (%s) at %.2fs", cfg.System.Target, Uptime().Seconds())
+	argv := []string{systemd, "--system", "--unit=" + cfg.System.Target, "--show-status=no", "--log-target=kmsg"}
+	return fmt.Errorf("exec %s: %w", systemd, syscall.Exec(systemd, argv, []string{"container=", "TERM=dumb"}))
 }
 
 // kmodDir is the module directory of the running kernel under root.
@@ -109,7 +239,12 @@ func kmodDir(root string) string {
 }
 
 func mountSystem(cfg *Config, warn func(string, ...any)) error {
-	for _, d := range privateDirs {
+	private := privateDirs
+	if cfg.System != nil {
+		// The root is writable already; systemd mounts the rest itself.
+		private = []string{"/run"}
+	}
+	for _, d := range private {
 		if _, err := os.Stat(d); err != nil {
 			continue // the host has no such directory: nothing to cover
 		}
