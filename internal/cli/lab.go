@@ -54,7 +54,7 @@ func newLabCmd(e *env) *cobra.Command {
 
 func newLabUpCmd(e *env) *cobra.Command {
 	var path, secretsPath, backend string
-	var forceVM, noVM, timings, asJSON, fromConfig bool
+	var forceVM, noVM, timings, asJSON, fromConfig, bare bool
 	var timeout time.Duration
 	var vmMem int
 	cmd := &cobra.Command{
@@ -104,6 +104,13 @@ per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).
 				return fmt.Errorf("lab %q is already up (%s): run `backbone lab down --name %s` first", p.Name, paths.StateDir, p.Name)
 			}
 			cfg := lab.ConfigOf(p)
+			if bare {
+				// A bare lab needs a kernel per router.
+				if backend != "" && backend != lab.BackendUML {
+					return &ExitError{Code: 2, Err: fmt.Errorf("lab up --bare needs a kernel per router: backend uml, not %s", backend)}
+				}
+				backend = lab.BackendUML
+			}
 			// Decide the backend before anything is written.
 			backend, err = lab.Choose(ctx, cfg.Modules(), backend, progress)
 			if err != nil {
@@ -125,7 +132,7 @@ per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).
 			if path != "" && path != "-" {
 				source = path
 			}
-			s, err := lab.Up(ctx, paths, lab.UpOptions{Backend: backend, Source: source, Timeout: timeout, VMMemoryMiB: vmMem, Start: start, Progress: progress})
+			s, err := lab.Up(ctx, paths, lab.UpOptions{Backend: backend, Source: source, Timeout: timeout, VMMemoryMiB: vmMem, Start: start, Progress: progress, Bare: bare})
 			if err != nil && ctx.Err() != nil {
 				// Interrupted: take back what was built.
 				rep, derr := lab.Down(p.Name, progress)
@@ -149,6 +156,7 @@ per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).
 	cmd.Flags().BoolVar(&noVM, "no-vm", false, "same as --backend native")
 	_ = cmd.Flags().MarkDeprecated("vm", "use --backend tcg (or kvm)")
 	_ = cmd.Flags().MarkDeprecated("no-vm", "use --backend native")
+	cmd.Flags().BoolVar(&bare, "bare", false, "boot the routers as fresh hosts for `backbone deploy` (systemd, sshd, their network stack; nothing of the backbone configured); uml backend")
 	cmd.Flags().BoolVar(&timings, "timings", false, "print the time from start to the first CE-to-CE packet, split by phase")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the lab's state (backend, nodes, timings) as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 240*time.Second, "how long to wait for convergence")
@@ -169,6 +177,14 @@ func reportUp(e *env, s *lab.Session, timings, asJSON bool) error {
 	st := s.State
 	if asJSON {
 		return writeJSON(e.stdout, st)
+	}
+	if st.Bare {
+		fmt.Fprintf(e.stdout, "lab %q is up (backend %s, bare): its routers are fresh hosts; configure them with `backbone deploy%s`\n", st.Name, st.Backend, fileFlag(st.Source))
+		fmt.Fprintf(e.stdout, "inventory: %s\n", s.Paths.Inventory())
+		if timings && st.Timings != nil {
+			printTimings(e.stdout, st.Timings)
+		}
+		return nil
 	}
 	fmt.Fprintf(e.stdout, "lab %q is up (backend %s): %d nodes\n", st.Name, st.Backend, len(st.Nodes))
 	if hint := tryHint(s.Config.Plan); hint != "" {
@@ -423,4 +439,12 @@ func newLabHiddenCmds(e *env) []*cobra.Command {
 			},
 		},
 	}
+}
+
+// fileFlag is " -f FILE" for an intent file, "" for the default intent.
+func fileFlag(source string) string {
+	if source == "" {
+		return ""
+	}
+	return " -f " + source
 }

@@ -93,6 +93,18 @@ func (s *Session) Node(name string) (node.Runner, error) {
 	if n.Place == PlaceNetns {
 		return &nsRunner{self: s.self, p: s.Paths, node: name}, nil
 	}
+	return s.guest(n)
+}
+
+// bare reports whether a node is a bare lab's router.
+func (s *Session) bare(name string) bool {
+	n := s.State.Node(name)
+	return s.State.Bare && n != nil && n.Place == PlaceUML
+}
+
+// guest returns the runner of a node in a guest kernel: its agent.
+func (s *Session) guest(n *NodeState) (node.Runner, error) {
+	name := n.Name
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.guests[name]; ok {

@@ -28,7 +28,11 @@ type State struct {
 	Created time.Time `json:"created"`
 	// Nodes are the lab's nodes and where each runs.
 	Nodes []NodeState `json:"nodes"`
-	// Ready is set once the first CE-to-CE packets crossed.
+	// Bare: the routers are fresh hosts for backbone deploy (lab up
+	// --bare), reached over SSH.
+	Bare bool `json:"bare,omitempty"`
+	// Ready is set once the first CE-to-CE packets crossed (for a bare
+	// lab: once every router booted and answers SSH).
 	Ready   bool     `json:"ready"`
 	Timings *Timings `json:"timings,omitempty"`
 }

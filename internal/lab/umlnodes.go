@@ -43,20 +43,22 @@ func (s *Session) bootMachine(ctx context.Context, name string) (*uml.Machine, e
 	}); err != nil {
 		return nil, fmt.Errorf("%s: host side: %w", name, err)
 	}
-	var binds []guest.Bind
-	for _, b := range nodeBinds(p, name) {
-		binds = append(binds, guest.Bind{From: b[0], To: b[1], Owner: "frr"})
+	g := guest.Config{Shares: []string{p.StateDir}}
+	if s.bare(name) {
+		// A fresh host: it loads its modules and configures itself
+		// (backbone deploy tells it how), at the paths of a real host.
+		g.System = &guest.System{Image: p.MachineImage(name), Remove: bareHostKeyFiles, Target: BareTarget}
+	} else {
+		for _, b := range nodeBinds(p, name) {
+			g.Binds = append(g.Binds, guest.Bind{From: b[0], To: b[1], Owner: "frr"})
+		}
+		g.Tmpfs = []string{p.RunDir()}
+		g.Modules = s.Config.Hosts[name].Modules
+		g.Env = nodeEnv(p, name)
 	}
 	return uml.Start(ctx, uml.Spec{
 		Name: name, Dir: p.MachineDir(name), Netns: p.Netns(name),
-		Kernel: k, MemoryMiB: umlMemoryMiB, Binary: p.Binary(), NICs: nics,
-		Guest: guest.Config{
-			Shares:  []string{p.StateDir},
-			Tmpfs:   []string{p.RunDir()},
-			Binds:   binds,
-			Modules: s.Config.Hosts[name].Modules,
-			Env:     nodeEnv(p, name),
-		},
+		Kernel: k, MemoryMiB: umlMemoryMiB, Binary: p.Binary(), NICs: nics, Guest: g,
 	})
 }
 

@@ -33,6 +33,10 @@ type UpOptions struct {
 	// NoWait skips the wait for the first packets (the VM's side of lab
 	// up: the host waits).
 	NoWait bool
+	// Bare boots the routers as fresh hosts for backbone deploy: systemd,
+	// sshd and their network stack, nothing of the backbone configured
+	// (uml backend only).
+	Bare bool
 }
 
 // Up builds the lab whose rendered configuration is in p.ConfigDir() on
@@ -47,7 +51,18 @@ func Up(ctx context.Context, p layout.Lab, o UpOptions) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &State{Name: p.Name, Backend: o.Backend, Source: o.Source, Created: time.Now().UTC(), Nodes: placement(cfg, o.Backend)}
+	st := &State{Name: p.Name, Backend: o.Backend, Source: o.Source, Bare: o.Bare, Created: time.Now().UTC(), Nodes: placement(cfg, o.Backend)}
+	if o.Bare {
+		if o.Backend != BackendUML {
+			return nil, fmt.Errorf("lab up --bare needs a kernel per router: backend uml, not %s", o.Backend)
+		}
+		if err := checkBare(cfg.Plan); err != nil {
+			return nil, err
+		}
+		if err := prepareBare(p, cfg.Plan); err != nil {
+			return nil, err
+		}
+	}
 	if err := WriteState(p, st); err != nil {
 		return nil, err
 	}
@@ -143,6 +158,13 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 			mu.Lock()
 			t.Topology = max(t.Topology, time.Since(o.Start))
 			mu.Unlock()
+			if s.bare(n.Name) {
+				// Nothing to start: deploy configures it. Its IPsec
+				// takes no part in the barrier.
+				ready()
+				errs[i] = s.waitBare(ctx, n.Name, o.Progress)
+				return
+			}
 			frr := make(chan error, 1)
 			go func() { frr <- s.runPhaseOn(ctx, n.Name, PhaseFRR) }()
 			err := s.runPhaseOn(ctx, n.Name, PhaseIPsec)
@@ -167,7 +189,7 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 	t.Daemons = time.Since(o.Start)
 	progress("topology: done at %s; daemons: started at %s", t.Topology.Round(time.Millisecond), t.Daemons.Round(time.Millisecond))
 
-	if !o.NoWait {
+	if !o.NoWait && !s.State.Bare {
 		if err := s.awaitFirstPackets(ctx, o, t); err != nil {
 			return t, err
 		}
@@ -215,6 +237,9 @@ func (s *Session) configureNode(ctx context.Context, n NodeState, o UpOptions, t
 	s.guests[n.Name] = m
 	mu.Unlock()
 	o.Progress("uml: %s booted in %s", n.Name, m.Boot.Round(time.Millisecond))
+	if s.bare(n.Name) {
+		return nil
+	}
 	return s.setupInGuest(ctx, n.Name)
 }
 

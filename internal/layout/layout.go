@@ -24,7 +24,10 @@ const CacheDir = "/var/cache/backbone"
 //	config/             the rendered configuration (render's layout)
 //	bin/backbone        the backbone binary the lab's guests run
 //	start/<node>/       the scripts that start a node's daemons
-//	machines/<node>/    one UML kernel per router: console log, pid, agent token
+//	machines/<node>/    one UML kernel per router: console log, pid, agent token;
+//	                    image/ is a bare router's first-boot files
+//	ssh/                a bare lab's SSH identity: deploy's key, known_hosts
+//	inventory.yaml      a bare lab's inventory: how deploy reaches its routers
 //	qemu.pid, vm.json   the qemu VM of the kvm and tcg backends (console.log, ...)
 //	run/                runtime files of the routers (sockets, pids, logs);
 //	                    local to the kernel that runs them: a tmpfs inside
@@ -53,6 +56,21 @@ func (l Lab) Binary() string { return filepath.Join(l.StateDir, "bin", "backbone
 
 // MachineDir holds the host-side files of one node's UML kernel.
 func (l Lab) MachineDir(node string) string { return filepath.Join(l.StateDir, "machines", node) }
+
+// MachineImage holds the files a bare router's guest lays over its root.
+func (l Lab) MachineImage(node string) string { return filepath.Join(l.MachineDir(node), "image") }
+
+// SSHDir holds a bare lab's SSH identity.
+func (l Lab) SSHDir() string { return filepath.Join(l.StateDir, "ssh") }
+
+// SSHKey is the private key deploy uses on a bare lab's routers.
+func (l Lab) SSHKey() string { return filepath.Join(l.SSHDir(), "id_ed25519") }
+
+// KnownHosts lists a bare lab's routers' host keys.
+func (l Lab) KnownHosts() string { return filepath.Join(l.SSHDir(), "known_hosts") }
+
+// Inventory is a bare lab's inventory file.
+func (l Lab) Inventory() string { return filepath.Join(l.StateDir, "inventory.yaml") }
 
 // StartScript is the script that starts one phase of a node's daemons.
 func (l Lab) StartScript(node, phase string) string {

@@ -158,11 +158,18 @@ func enterOverlayRoot(cfg *Config) error {
 	return os.Remove(old)
 }
 
-// layImage copies the System's image onto the root, removes what the
-// guest must not have, and makes the UML kernel's modules the system's
+// layImage removes what the guest must not have, copies the System's
+// image onto the root, and makes the UML kernel's modules the system's
 // (so that modprobe and systemd-modules-load find them).
 func layImage(cfg *Config) error {
 	sys := cfg.System
+	// First what the guest must not have, then the image (which may put
+	// its own file at the same path).
+	for _, r := range sys.Remove {
+		if err := os.Remove(r); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove %s: %w", r, err)
+		}
+	}
 	err := filepath.WalkDir(sys.Image, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -197,11 +204,6 @@ func layImage(cfg *Config) error {
 	})
 	if err != nil {
 		return fmt.Errorf("image %s: %w", sys.Image, err)
-	}
-	for _, r := range sys.Remove {
-		if err := os.Remove(r); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("remove %s: %w", r, err)
-		}
 	}
 	var u unix.Utsname
 	_ = unix.Uname(&u)

@@ -117,9 +117,15 @@ func Selector(encap string) string {
 	return "gre"
 }
 
-// SwanctlConf renders swanctl.conf for router r. Secrets are not in it: it
-// includes SecretsFile from the same directory.
+// SwanctlConf renders swanctl.conf for router r in the lab. Secrets are
+// not in it: it includes SecretsFile from the same directory.
 func SwanctlConf(p *plan.Plan, r *plan.Router) []byte {
+	return append(Connections(p, r), fmt.Sprintf("include %s\n", SecretsFile)...)
+}
+
+// Connections renders router r's connections (swanctl.conf syntax),
+// without the secrets: on a host they go to a conf.d file of their own.
+func Connections(p *plan.Plan, r *plan.Router) []byte {
 	var b strings.Builder
 	w := func(indent int, format string, args ...any) {
 		b.WriteString(strings.Repeat("    ", indent))
@@ -179,7 +185,6 @@ func SwanctlConf(p *plan.Plan, r *plan.Router) []byte {
 		w(1, "}")
 	}
 	w(0, "}")
-	w(0, "include %s", SecretsFile)
 	return []byte(b.String())
 }
 
