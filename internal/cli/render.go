@@ -58,15 +58,20 @@ func newRenderCmd(e *env) *cobra.Command {
 // renderPlan renders every file with the backbone's secrets (created on
 // first use; the caller saves the store after writing).
 func renderPlan(p *plan.Plan, secretsPath, runtimeDir string) ([]render.File, *secrets.Store, error) {
-	if secretsPath == "" {
-		var err error
-		if secretsPath, err = secrets.DefaultPath(p.Name); err != nil {
-			return nil, nil, err
-		}
-	}
-	store, err := secrets.Open(secretsPath)
+	store, err := openSecrets(p, secretsPath)
 	if err != nil {
 		return nil, nil, err
 	}
 	return render.Files(p, store, render.Options{RuntimeDir: runtimeDir}), store, nil
+}
+
+// openSecrets opens the secrets store of a plan (at path, or its default).
+func openSecrets(p *plan.Plan, path string) (*secrets.Store, error) {
+	if path == "" {
+		var err error
+		if path, err = secrets.DefaultPath(p.Name); err != nil {
+			return nil, err
+		}
+	}
+	return secrets.Open(path)
 }

@@ -107,4 +107,5 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newVMCmd,
 	newLabVMAgentCmd,
 	newChaosCmd,
+	newDeployCmd,
 }

@@ -162,7 +162,7 @@ func writeImage(dir string, r *plan.Router, client ssh.PublicKey) (ssh.PublicKey
 Description=backbone lab: a bare router (sshd and %s; FRR and strongSwan installed, nothing of the backbone configured)
 Requires=basic.target
 After=basic.target
-Wants=dbus.service ssh.service %s frr.service strongswan.service
+Wants=dbus.service systemd-user-sessions.service ssh.service %s frr.service strongswan.service
 AllowIsolate=yes
 `, network, network),
 	}

@@ -17,9 +17,18 @@ type scope struct {
 	p    *plan.Plan
 	sts  map[string]*routerState
 	only map[string]bool
+	// peers, when set, narrows the checks to the sessions with these
+	// neighbours (routers or CEs), and leaves out the backbone-wide ones
+	// (every loopback reachable, LSPs to every router).
+	peers map[string]bool
 }
 
 func (sc scope) in(name string) bool { return sc.only == nil || sc.only[name] }
+
+func (sc scope) peer(name string) bool { return sc.peers == nil || sc.peers[name] }
+
+// partial reports whether only some sessions are checked.
+func (sc scope) partial() bool { return sc.peers != nil }
 
 // state is a router's collected state; never nil, so that a router that
 // could not be asked fails its checks instead of breaking them.
@@ -38,7 +47,9 @@ func (sc scope) linkEnds(fn func(r, peer *plan.Router, i *plan.Interface, st *ro
 			continue
 		}
 		for _, i := range r.Interfaces {
-			fn(r, sc.p.Router(i.Peer), i, sc.state(r.Name))
+			if sc.peer(i.Peer) {
+				fn(r, sc.p.Router(i.Peer), i, sc.state(r.Name))
+			}
 		}
 	}
 }
@@ -76,6 +87,9 @@ func checkIGP(sc scope, r *recorder) {
 		state = st.frr.OSPF6State(rid, i.Name)
 		r.check(state == "Full", GroupIGP, fmt.Sprintf("ospfv3 %s %s -> %s", rt.Name, i.Name, peer.Name), cause+" (OSPFv3 also needs IPv6 link-local addresses on the tunnel)", "neighbor "+rid+": "+why(state, st, frrstate.OSPF6))
 	})
+	if sc.partial() {
+		return
+	}
 	sc.routers(func(rt *plan.Router, st *routerState) {
 		var missing []string
 		for _, other := range sc.p.Routers {
@@ -115,6 +129,9 @@ func checkLDP(sc scope, r *recorder) {
 				"LDP has no labels on this link yet: OSPF keeps advertising it at maximum cost", "state: "+orNone(s))
 		}
 	})
+	if sc.partial() {
+		return
+	}
 	sc.routers(func(rt *plan.Router, st *routerState) {
 		if len(rt.Interfaces) == 0 {
 			return
@@ -168,6 +185,9 @@ func checkBGP(sc scope, r *recorder) {
 		}
 		st := sc.state(rt.Name)
 		for _, peer := range rt.Peers {
+			if !sc.peer(peer.Name) {
+				continue
+			}
 			for _, fam := range []struct {
 				name, afi string
 				addr      netip.Addr
@@ -180,7 +200,7 @@ func checkBGP(sc scope, r *recorder) {
 		}
 		// eBGP with the CEs of the PE's sites.
 		for _, s := range p.Sites {
-			if s.PE != rt.Name || s.Routing != intent.RoutingEBGP {
+			if s.PE != rt.Name || s.Routing != intent.RoutingEBGP || !sc.peer(s.CE) {
 				continue
 			}
 			for _, fam := range []struct {
@@ -197,7 +217,11 @@ func checkBGP(sc scope, r *recorder) {
 			}
 		}
 	}
-	// Every remote site's networks in each VRF, installed with labels.
+	// Every remote site's networks in each VRF, installed with labels
+	// (backbone-wide: their paths may cross routers not checked).
+	if sc.partial() {
+		return
+	}
 	for _, rt := range p.PEs() {
 		if !sc.in(rt.Name) {
 			continue

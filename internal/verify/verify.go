@@ -163,6 +163,25 @@ func ControlPlane(ctx context.Context, p *plan.Plan, nodes node.Nodes, routers [
 	return r.results
 }
 
+// Neighbours runs the control-plane checks between one router and some
+// neighbours only (routers: OSPFv2/v3, BFD, LDP and LDP-IGP sync per
+// link, VPN sessions; CEs: PE-CE eBGP): what deploy waits on after
+// configuring a router, while the routers after it are not configured yet.
+func Neighbours(ctx context.Context, p *plan.Plan, nodes node.Nodes, router string, peers []string) []Result {
+	only := map[string]bool{router: true}
+	pm := map[string]bool{}
+	for _, n := range peers {
+		pm[n] = true
+	}
+	sc := scope{p: p, sts: collect(ctx, p, nodesCollector{nodes}, only), only: only, peers: pm}
+	r := &recorder{}
+	checkIGP(sc, r)
+	checkBFD(sc, r)
+	checkLDP(sc, r)
+	checkBGP(sc, r)
+	return r.results
+}
+
 // Wait runs verification until every check passes or the time is up,
 // returning the last report.
 func Wait(ctx context.Context, p *plan.Plan, nodes node.Nodes, opt Options, d time.Duration, progress func(*Report)) *Report {

@@ -60,6 +60,9 @@ type System struct {
 	// Remove are files of the host the guest must not have (the host's
 	// own SSH host keys): deleted from the guest's view.
 	Remove []string `json:"remove,omitempty"`
+	// Empty are directories of the host the guest sees empty (root's
+	// home: a fresh VM has none of the host's shell setup).
+	Empty []string `json:"empty,omitempty"`
 	// Target is the systemd unit booted.
 	Target string `json:"target"`
 }

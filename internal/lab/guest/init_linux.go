@@ -170,6 +170,16 @@ func layImage(cfg *Config) error {
 			return fmt.Errorf("remove %s: %w", r, err)
 		}
 	}
+	for _, d := range sys.Empty {
+		// A tmpfs over it: deleting the host's tree through the overlay
+		// would whiteout every file of it, one by one.
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=700"); err != nil {
+			return fmt.Errorf("empty %s: %w", d, err)
+		}
+	}
 	err := filepath.WalkDir(sys.Image, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err

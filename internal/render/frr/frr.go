@@ -288,7 +288,7 @@ func renderBGP(w *writer, p *plan.Plan, r *plan.Router) {
 	for _, g := range []string{GroupV4, GroupV6} {
 		w.line(" neighbor %s peer-group", g)
 		w.line(" neighbor %s remote-as %d", g, p.ASN)
-		w.line(" neighbor %s update-source lo", g)
+		w.line(" neighbor %s update-source %s", g, w.loopback)
 		w.line(" neighbor %s timers connect %d", g, pr.ConnectRetry)
 		if pr.Keepalive != 0 {
 			w.line(" neighbor %s timers %d %d", g, pr.Keepalive, pr.Hold)

@@ -50,6 +50,16 @@ type File struct {
 	// Device is the network device a network file is about: the one to
 	// bring up again when it changes.
 	Device string `json:"device,omitempty"`
+	// Order is when the file's change is applied relative to the others:
+	// modules before sysctls before devices (loopback, VRFs, tunnels, then
+	// the interfaces in the VRFs) before FRR before strongSwan.
+	Order int `json:"order"`
+}
+
+// applyOrder is the order of each kind of change.
+var applyOrder = map[string]int{
+	ApplyModules: 10, ApplySysctl: 20, ApplyNM: 100, ApplyNetdev: 100, ApplyNetwork: 100,
+	ApplyFirewall: 300, ApplyDaemons: 400, ApplyFRR: 410, ApplyCharon: 500, ApplySwanctl: 510,
 }
 
 // Paths of a host flavour.
@@ -100,19 +110,20 @@ func Render(p *plan.Plan, r *plan.Router, keys strongswan.Credentials) ([]File, 
 		if f.Mode == 0 {
 			f.Mode = 0o644
 		}
+		f.Order += applyOrder[f.Apply]
 		out = append(out, f)
 	}
 	add(File{Path: SysctlFile, Data: sysctlConf(r, h), Apply: ApplySysctl})
 	add(File{Path: ModulesFile, Data: modulesConf(r, h), Apply: ApplyModules})
-	for _, d := range netDevices(p, r, h) {
+	for i, d := range netDevices(p, r, h) {
 		switch r.Host.Network {
 		case intent.NetworkManager:
-			add(File{Path: NMDir + "/bb-" + d.name + ".nmconnection", Data: keyfile(r, d), Mode: 0o600, Apply: ApplyNM, Device: d.name})
+			add(File{Path: NMDir + "/bb-" + d.name + ".nmconnection", Data: keyfile(r, d), Mode: 0o600, Apply: ApplyNM, Device: d.name, Order: i})
 		case intent.NetworkD:
 			if d.kind != linux.KindPhysical {
-				add(File{Path: NetworkdDir + "/50-bb-" + d.name + ".netdev", Data: netdev(r, d), Apply: ApplyNetdev, Device: d.name})
+				add(File{Path: NetworkdDir + "/50-bb-" + d.name + ".netdev", Data: netdev(r, d), Apply: ApplyNetdev, Device: d.name, Order: i})
 			}
-			add(File{Path: NetworkdDir + "/50-bb-" + d.name + ".network", Data: network(r, d), Apply: ApplyNetwork, Device: d.name})
+			add(File{Path: NetworkdDir + "/50-bb-" + d.name + ".network", Data: network(r, d), Apply: ApplyNetwork, Device: d.name, Order: i})
 		default:
 			return nil, fmt.Errorf("router %s: unknown network stack %q", r.Name, r.Host.Network)
 		}
@@ -297,9 +308,14 @@ func keyfile(r *plan.Router, d *device) []byte {
 			w("route%d_options=table=%d,type=unreachable", n, rt.Table)
 		}
 		if fam == 6 {
-			// Link-local addresses from the MAC, as the kernel makes them:
-			// OSPFv3 and BFD for IPv6 use them.
-			w("addr-gen-mode=eui64")
+			// OSPFv3 and BFD for IPv6 run on link-local addresses. A
+			// tunnel has no MAC to derive one from (eui64 leaves it
+			// without): NetworkManager makes a stable one instead.
+			mode := "eui64"
+			if d.kind != linux.KindPhysical && d.kind != linux.KindVXLAN {
+				mode = "stable-privacy"
+			}
+			w("addr-gen-mode=%s", mode)
 		}
 		w("")
 	}
@@ -364,10 +380,11 @@ func network(r *plan.Router, d *device) []byte {
 	if d.Master != "" {
 		w("VRF=%s", d.Master)
 	}
-	switch d.kind {
-	case "dummy", linux.KindVRF:
+	if d.kind == linux.KindVRF {
 		w("LinkLocalAddressing=no")
-	default:
+	} else {
+		// ospf6d runs only on interfaces with a link-local address, the
+		// loopback dummy (passive) included.
 		w("LinkLocalAddressing=ipv6")
 	}
 	w("IPv6AcceptRA=no")
