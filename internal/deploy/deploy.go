@@ -76,15 +76,15 @@ const (
 
 // RouterReport is one router's part.
 type RouterReport struct {
-	Name     string       `json:"name"`
-	Status   string       `json:"status"`
-	Previous int          `json:"previous_generation"`
-	Current  int          `json:"generation"`
-	Changes  []FileChange `json:"changes"`
-	Reloads  []string     `json:"reloads,omitempty"`
-	Checks   int          `json:"checks,omitempty"`
-	Armed    bool         `json:"rollback_armed,omitempty"`
-	Error    string       `json:"error,omitempty"`
+	Name     string        `json:"name"`
+	Status   string        `json:"status"`
+	Previous int           `json:"previous_generation"`
+	Current  int           `json:"generation"`
+	Changes  []FileChange  `json:"changes"`
+	Reloads  []string      `json:"reloads,omitempty"`
+	Checks   int           `json:"checks,omitempty"`
+	Armed    bool          `json:"rollback_armed,omitempty"`
+	Error    string        `json:"error,omitempty"`
 	Duration time.Duration `json:"duration_ns"`
 }
 
@@ -306,7 +306,9 @@ func (r *router) changes(ctx context.Context) error {
 }
 
 // secret reports whether a file's content must not be shown.
-func secret(f host.File) bool { return f.Mode.Perm()&0o077 == 0 && !strings.HasSuffix(f.Path, ".nmconnection") }
+func secret(f host.File) bool {
+	return f.Mode.Perm()&0o077 == 0 && !strings.HasSuffix(f.Path, ".nmconnection")
+}
 
 func diffText(f host.File, old, new string) string {
 	if secret(f) {

@@ -29,8 +29,8 @@ import (
 //	  pe201: {address: pe201.example.net, user: root}
 type Inventory struct {
 	// Source is where it was read from ("" for none: defaults only).
-	Source   string           `yaml:"-"`
-	Defaults Access           `yaml:"defaults"`
+	Source   string            `yaml:"-"`
+	Defaults Access            `yaml:"defaults"`
 	Routers  map[string]Access `yaml:"routers"`
 }
 
