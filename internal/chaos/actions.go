@@ -124,6 +124,8 @@ func Build(s Spec, l Lab) (*Actions, error) {
 		return nodeFail(l, s)
 	case DaemonRestart:
 		return daemonRestart(l, s)
+	case Observe:
+		return &Actions{}, nil
 	}
 	return nil, fmt.Errorf("unknown scenario %q: use one of %s", s.Kind, strings.Join(Kinds(), ", "))
 }

@@ -20,10 +20,15 @@ const (
 	NodeFail      = "node-fail"
 	DaemonRestart = "daemon-restart"
 	IPsecRekey    = "ipsec-rekey"
+	// Observe injects nothing: it measures what a change made by hand
+	// (a deploy, a maintenance) costs while it holds.
+	Observe = "observe"
 )
 
 // Kinds returns the scenario kinds.
-func Kinds() []string { return []string{LinkShut, UnderlayCut, NodeFail, DaemonRestart, IPsecRekey} }
+func Kinds() []string {
+	return []string{LinkShut, UnderlayCut, NodeFail, DaemonRestart, IPsecRekey, Observe}
+}
 
 // Restartable returns the daemons daemon-restart knows how to restart.
 func Restartable() []string {
@@ -61,6 +66,8 @@ type Spec struct {
 
 func (s Spec) String() string {
 	switch s.Kind {
+	case Observe:
+		return s.Kind
 	case NodeFail:
 		return s.Kind + " " + s.Node
 	case DaemonRestart:
@@ -128,6 +135,10 @@ func ParseSpec(kind string, args []string) (Spec, error) {
 		}
 		if !slices.Contains(Restartable(), s.Daemon) {
 			return s, fmt.Errorf("%s: unknown daemon %q: use one of %s", kind, s.Daemon, strings.Join(Restartable(), ", "))
+		}
+	case Observe:
+		if len(args) > 0 {
+			return s, fmt.Errorf("%s takes no target, got %q", kind, strings.Join(args, " "))
 		}
 	default:
 		return s, fmt.Errorf("unknown scenario %q: use one of %s", kind, strings.Join(Kinds(), ", "))

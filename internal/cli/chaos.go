@@ -72,6 +72,8 @@ Scenarios (the fault is injected on the first router of a link):
   daemon-restart N DAEMON  SIGTERM one daemon (bgpd ldpd ospfd ospf6d bfdd zebra
                            staticd charon) and start it again at once, config
                            re-applied; --hold only observes (default pe101 ospfd)
+  observe                  inject nothing: measure, for --hold, what a change you make
+                           meanwhile costs (a deploy, a maintenance)
   ipsec-rekey A-B          swanctl --rekey of A's CHILD_SA and IKE_SA to B under
                            traffic; --hold only observes
 

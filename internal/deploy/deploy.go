@@ -49,6 +49,8 @@ type Options struct {
 	// Note is recorded with each generation (who, from which intent).
 	Note     string
 	Progress func(format string, args ...any)
+	// run names this deploy on every router it changes (for rollback).
+	run string
 }
 
 // Report is what a deploy did, per router.
@@ -153,6 +155,7 @@ func Deploy(ctx context.Context, o Options) (*Report, error) {
 	if o.Progress == nil {
 		o.Progress = func(string, ...any) {}
 	}
+	o.run = start.UTC().Format("20060102T150405.000000000Z")
 	rep := &Report{Intent: o.Plan.Name, Diff: o.Diff}
 	defer func() { rep.Duration = time.Since(start) }()
 	o.Progress("connecting to %d routers", len(o.Targets))
@@ -363,7 +366,7 @@ func (r *router) deploy(ctx context.Context, o Options, peers []string) error {
 		return err
 	}
 	o.Progress("%s: uploading generation %d (%d changes)", r.name, n, len(r.rep.Changes))
-	if err := r.upload(ctx, n, r.files, prev, o.Note); err != nil {
+	if err := r.upload(ctx, n, r.files, prev, o.run, o.Note); err != nil {
 		return fail(fmt.Errorf("upload: %w", err))
 	}
 	if out, err := r.apply(ctx, "check", n); err != nil {
@@ -479,36 +482,59 @@ func lastLines(out string, err error) string {
 func Confirm(ctx context.Context, p *plan.Plan, targets []sshnode.Target) (*Report, error) {
 	return each(ctx, p, targets, func(ctx context.Context, r *router) error {
 		armed, err := r.confirm(ctx)
-		r.rep.Armed = armed
-		r.rep.Status = map[bool]string{true: "confirmed", false: "nothing armed"}[armed]
+		r.rep.Status = map[bool]string{true: "confirmed (rollback disarmed)", false: "nothing armed"}[armed]
 		return err
 	})
 }
 
-// Rollback puts every router back on the generation before its current
-// one.
+// Rollback undoes the last deploy: every router whose running generation
+// that deploy made goes back to the generation before it; the others are
+// left alone.
 func Rollback(ctx context.Context, p *plan.Plan, targets []sshnode.Target, progress func(string, ...any)) (*Report, error) {
 	if progress == nil {
 		progress = func(string, ...any) {}
 	}
-	return each(ctx, p, targets, func(ctx context.Context, r *router) error {
+	rs, err := Connect(ctx, p, targets)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(rs)
+	type origin struct {
+		parent int
+		run    string
+	}
+	from := map[string]origin{}
+	last := ""
+	for _, r := range rs {
 		if r.current == 0 {
-			r.rep.Status = "nothing to roll back"
-			return nil
+			continue
 		}
-		prev, err := r.parent(ctx, r.current)
+		parent, run, err := r.origin(ctx, r.current)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("%s: %w", r.name, err)
 		}
-		_, _ = r.confirm(ctx)
-		progress("%s: rolling back from generation %d to %d", r.name, r.current, prev)
-		out, err := r.switchTo(context.WithoutCancel(ctx), "rollback", prev, r.current)
-		if err != nil {
-			return fmt.Errorf("rollback to generation %d: %s", prev, lastLines(out, err))
+		from[r.name] = origin{parent, run}
+		last = max(last, run)
+	}
+	rep := &Report{Intent: p.Name}
+	var errs []error
+	for _, r := range rs {
+		r.rep = &RouterReport{Name: r.name, Previous: r.current, Current: r.current, Status: "not in the last deploy"}
+		o, ok := from[r.name]
+		if ok && o.run == last {
+			_, _ = r.confirm(ctx)
+			progress("%s: rolling back from generation %d to %d", r.name, r.current, o.parent)
+			out, err := r.switchTo(context.WithoutCancel(ctx), "rollback", o.parent, r.current)
+			if err != nil {
+				r.rep.Status, r.rep.Error = StatusFailed, fmt.Sprintf("rollback to generation %d: %s", o.parent, lastLines(out, err))
+				errs = append(errs, fmt.Errorf("%s: %s", r.name, r.rep.Error))
+			} else {
+				r.rep.Status, r.rep.Current = StatusRolledBack, o.parent
+			}
 		}
-		r.rep.Status, r.rep.Current = StatusRolledBack, prev
-		return nil
-	})
+		rep.Routers = append(rep.Routers, *r.rep)
+	}
+	return rep, errors.Join(errs...)
 }
 
 // each runs fn on every router, one after the other, and reports all.

@@ -206,7 +206,7 @@ func (m *remote) managed(ctx context.Context) ([]string, error) {
 
 // upload puts generation n on the router (staged, then moved into
 // place: a generation is there whole or not at all).
-func (m *remote) upload(ctx context.Context, n int, files []host.File, parent int, note string) error {
+func (m *remote) upload(ctx context.Context, n int, files []host.File, parent int, run, note string) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	now := time.Now()
@@ -230,6 +230,7 @@ func (m *remote) upload(ctx context.Context, n int, files []host.File, parent in
 		{"manifest", manifest(files), 0o644},
 		{"apply.sh", applyScript, 0o755},
 		{"parent", fmt.Appendf(nil, "%d\n", parent), 0o644},
+		{"run", []byte(run + "\n"), 0o644},
 		{"note", []byte(note + "\n"), 0o644},
 	} {
 		if err := add(x.name, x.data, x.mode); err != nil {
@@ -296,13 +297,15 @@ echo $armed`, rollbackUnit))
 	return strings.TrimSpace(out) == "yes", err
 }
 
-// parent is the generation n replaced.
-func (m *remote) parent(ctx context.Context, n int) (int, error) {
-	out, err := m.run(ctx, fmt.Sprintf("cat %s/generations/%d/parent", Root, n))
+// origin is the generation n replaced and the deploy run that made it.
+func (m *remote) origin(ctx context.Context, n int) (parent int, run string, err error) {
+	out, err := m.run(ctx, fmt.Sprintf("cat %[1]s/generations/%[2]d/parent; cat %[1]s/generations/%[2]d/run 2>/dev/null || echo", Root, n))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	return strconv.Atoi(strings.TrimSpace(out))
+	f := strings.Split(strings.TrimSpace(out)+"\n", "\n")
+	parent, err = strconv.Atoi(strings.TrimSpace(f[0]))
+	return parent, strings.TrimSpace(f[1]), err
 }
 
 // prune keeps the last keep generations besides 0 and the current one.

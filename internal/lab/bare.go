@@ -20,6 +20,7 @@ import (
 	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/sshnode"
 )
 
 // A bare lab's routers are what a fresh cloud VM is: systemd, sshd, the
@@ -27,8 +28,8 @@ import (
 // FRR and strongSwan installed but not configured. backbone deploy
 // configures them over SSH, as on real hosts.
 
-// BareTarget is the systemd unit a bare router boots.
-const BareTarget = "backbone-bare.target"
+// BareUnit is the systemd unit a bare router boots.
+const BareUnit = "backbone-bare.target"
 
 // bareHostKeyFiles are the host's own SSH host keys, hidden from the
 // guests (each has its own).
@@ -158,7 +159,7 @@ func writeImage(dir string, r *plan.Router, client ssh.PublicKey) (ssh.PublicKey
 		"etc/ssh/sshd_config.d/backbone-lab.conf": "# backbone lab: keys only, no DNS lookups of clients\n" +
 			"PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n",
 		"root/.ssh/authorized_keys": string(ssh.MarshalAuthorizedKey(client)),
-		"etc/systemd/system/" + BareTarget: fmt.Sprintf(`[Unit]
+		"etc/systemd/system/" + BareUnit: fmt.Sprintf(`[Unit]
 Description=backbone lab: a bare router (sshd and %s; FRR and strongSwan installed, nothing of the backbone configured)
 Requires=basic.target
 After=basic.target
@@ -248,6 +249,38 @@ func (s *Session) waitBare(ctx context.Context, name string, progress Progress) 
 	if err := s.waitSystem(ctx, name, r); err != nil {
 		return err
 	}
-	progress("bare: %s: systemd reached %s in %s", name, BareTarget, time.Since(start).Round(time.Millisecond))
+	progress("bare: %s: systemd reached %s in %s", name, BareUnit, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// BareTarget is how a bare router is reached over SSH: the inventory the
+// lab wrote says the same.
+func BareTarget(p layout.Lab, r *plan.Router) sshnode.Target {
+	return sshnode.Target{Name: r.Name, Address: bareAddress(r).String(), User: "root",
+		KeyFile: p.SSHKey(), KnownHosts: p.KnownHosts(), Netns: p.Netns(Underlay)}
+}
+
+// sshNode returns the SSH runner of a bare router, connecting once.
+func (s *Session) sshNode(name string) (node.Runner, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.ssh[name]; ok {
+		return c, nil
+	}
+	c, err := sshnode.Dial(context.Background(), BareTarget(s.Paths, s.Config.Plan.Router(name)))
+	if err != nil {
+		return nil, err
+	}
+	s.ssh[name] = c
+	return c, nil
+}
+
+// Close ends the session's SSH connections.
+func (s *Session) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, c := range s.ssh {
+		c.Close()
+		delete(s.ssh, n)
+	}
 }

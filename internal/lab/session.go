@@ -12,6 +12,7 @@ import (
 	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/layout"
 	"github.com/backbone-net/backbone/internal/node"
+	"github.com/backbone-net/backbone/internal/sshnode"
 )
 
 // Session is a lab on this machine: its state, its configuration, and the
@@ -25,6 +26,7 @@ type Session struct {
 
 	mu     sync.Mutex
 	guests map[string]node.Runner
+	ssh    map[string]*sshnode.Client
 }
 
 // Open returns the session of a running lab.
@@ -46,7 +48,7 @@ func newSession(p layout.Lab, st *State, cfg *Config) (*Session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find the backbone executable: %w", err)
 	}
-	return &Session{Paths: p, State: st, Config: cfg, self: self, guests: map[string]node.Runner{}}, nil
+	return &Session{Paths: p, State: st, Config: cfg, self: self, guests: map[string]node.Runner{}, ssh: map[string]*sshnode.Client{}}, nil
 }
 
 // Resolve finds the lab a command means: the one named (--name), else the
@@ -92,6 +94,10 @@ func (s *Session) Node(name string) (node.Runner, error) {
 	}
 	if n.Place == PlaceNetns {
 		return &nsRunner{self: s.self, p: s.Paths, node: name}, nil
+	}
+	if s.bare(name) && s.State.Ready {
+		// A bare router is reached as deploy reaches it: over SSH.
+		return s.sshNode(name)
 	}
 	return s.guest(n)
 }

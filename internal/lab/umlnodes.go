@@ -47,7 +47,7 @@ func (s *Session) bootMachine(ctx context.Context, name string) (*uml.Machine, e
 	if s.bare(name) {
 		// A fresh host: it loads its modules and configures itself
 		// (backbone deploy tells it how), at the paths of a real host.
-		g.System = &guest.System{Image: p.MachineImage(name), Remove: bareHostKeyFiles, Empty: []string{"/root"}, Target: BareTarget}
+		g.System = &guest.System{Image: p.MachineImage(name), Remove: bareHostKeyFiles, Empty: []string{"/root"}, Target: BareUnit}
 	} else {
 		for _, b := range nodeBinds(p, name) {
 			g.Binds = append(g.Binds, guest.Bind{From: b[0], To: b[1], Owner: "frr"})
