@@ -106,6 +106,15 @@ switch() {
 has() { awk -v a="$1" '$2 == a { f = 1 } END { exit !f }' "$2"; }
 devices() { awk -v a="$1" '$2 == a && $4 != "-" { print $4 }' "$2"; }
 
+# enable SERVICE: started at boot from now on. SYSTEMCTL_SKIP_SYSV skips
+# Debian's update-rc.d for services that also ship an init script (frr):
+# it reloads systemd three times, 5-12 s on a small router, for rc.d links
+# systemd ignores anyway; --no-reload: the service is started explicitly.
+enable() {
+	systemctl -q is-enabled "$1" 2>/dev/null ||
+		SYSTEMCTL_SKIP_SYSV=1 systemctl enable -q --no-reload "$1" || die "systemctl enable $1 failed"
+}
+
 reload() {
 	c=$1
 	if has modules "$c" && [ -f /etc/modules-load.d/backbone.conf ]; then
@@ -141,14 +150,14 @@ reload() {
 			firewall-cmd -q --reload || die "firewalld did not take the backbone service"
 	fi
 	if has daemons "$c" || ! systemctl -q is-active frr; then
-		systemctl enable -q frr 2>/dev/null || true
+		enable frr
 		systemctl restart frr || die "FRR did not start (journalctl -u frr)"
 	elif has frr "$c"; then
 		systemctl reload frr || die "FRR did not take the new configuration (journalctl -u frr)"
 	fi
 	if [ -n "$(ls /etc/swanctl/conf.d/backbone.conf /etc/strongswan/swanctl/conf.d/backbone.conf 2>/dev/null)" ]; then
 		if has charon "$c" || ! systemctl -q is-active strongswan; then
-			systemctl enable -q strongswan 2>/dev/null || true
+			enable strongswan
 			systemctl restart strongswan || die "strongSwan did not start (journalctl -u strongswan)"
 		elif has swanctl "$c"; then
 			swanctl --load-all --noprompt >/dev/null || die "swanctl refuses the connections (swanctl --load-all)"

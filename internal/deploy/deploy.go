@@ -269,11 +269,15 @@ func (r *router) changes(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reloads := map[string]bool{}
+	applies := map[string]bool{}
 	var order []string
-	reload := func(s string) {
-		if !reloads[s] {
-			reloads[s] = true
+	reload := func(f host.File) {
+		// A restart supersedes a reload of the same daemon.
+		if (f.Apply == host.ApplyFRR && applies[host.ApplyDaemons]) || (f.Apply == host.ApplySwanctl && applies[host.ApplyCharon]) {
+			return
+		}
+		applies[f.Apply] = true
+		if s := reloadOf(f); !slices.Contains(order, s) {
 			order = append(order, s)
 		}
 	}
@@ -296,7 +300,7 @@ func (r *router) changes(ctx context.Context) error {
 			continue
 		}
 		r.rep.Changes = append(r.rep.Changes, c)
-		reload(reloadOf(f))
+		reload(f)
 	}
 	slices.SortFunc(r.rep.Changes, func(a, b FileChange) int { return strings.Compare(a.Path, b.Path) })
 	for _, p := range dropped {
@@ -385,12 +389,14 @@ func (r *router) deploy(ctx context.Context, o Options, peers []string) error {
 	o.Progress("%s: switching to generation %d: %s", r.name, n, strings.Join(r.rep.Reloads, "; "))
 	if out, err := r.switchTo(ctx, "switch", n, n); err != nil {
 		err = fmt.Errorf("switch to generation %d failed: %s", n, lastLines(out, err))
+		r.rep.Error = err.Error()
 		r.restore(ctx, o, prev, n)
 		return err
 	}
 	r.rep.Current = n
 	o.Progress("%s: checking its sessions with %s", r.name, orNone(peers))
 	if err := r.check(ctx, o, peers); err != nil {
+		r.rep.Error = err.Error()
 		r.restore(ctx, o, prev, n)
 		return err
 	}
@@ -408,7 +414,7 @@ func (r *router) restore(ctx context.Context, o Options, prev, program int) {
 	r.rep.Status, r.rep.Current = StatusRolledBack, prev
 	if err != nil {
 		r.rep.Status = StatusFailed
-		r.rep.Error = fmt.Sprintf("the rollback to generation %d failed too: %s", prev, lastLines(out, err))
+		r.rep.Error += fmt.Sprintf("; the rollback to generation %d failed too: %s", prev, lastLines(out, err))
 	}
 	if r.rep.Armed {
 		_, _ = r.confirm(ctx)
@@ -465,10 +471,17 @@ func orNone(xs []string) string {
 	return strings.Join(xs, ", ")
 }
 
+// lastLines is what an apply run's failure says: its last lines, without
+// the progress ("installed PATH").
 func lastLines(out string, err error) string {
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) > 8 {
-		lines = lines[len(lines)-8:]
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.HasPrefix(l, "backbone apply: installed ") {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 6 {
+		lines = lines[len(lines)-6:]
 	}
 	msg := strings.Join(lines, "\n")
 	var ee *node.ExitError

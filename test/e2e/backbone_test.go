@@ -298,6 +298,7 @@ type chaosReport struct {
 			} `json:"fault"`
 			Recovery struct {
 				Longest float64 `json:"longest_ms"`
+				Lost    int     `json:"lost"`
 			} `json:"recovery"`
 		} `json:"streams"`
 	} `json:"runs"`

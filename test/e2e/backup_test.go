@@ -27,6 +27,11 @@ func TestBackupLinkAndSharedLAN(t *testing.T) {
 		`"2001:db8:101::2/64"`, `"2001:db8:100::2/64"`,
 		`"2001:db8:201::2/64"`, `"2001:db8:100::3/64"`))
 	rep := c.verifyGreen(lab, 90*time.Second)
+	// A route reflector-less mesh, a backup link and LDP GTSM exceptions:
+	// still FRR's normal form (what deploy's reloads rely on).
+	for _, pe := range []string{"pe101", "pe201", "pe202", "pe102"} {
+		c.frrNormalForm(lab, pe, "/run/backbone/"+lab+"/config/"+pe+"/frr.conf")
+	}
 	for _, r := range rep.Results {
 		if strings.Contains(r.Name, "session pe101 -> pe202") || strings.Contains(r.Name, "session pe202 -> pe101") {
 			t.Logf("%s: %s", r.Name, r.Evidence)

@@ -212,3 +212,21 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// frrNormalForm fails the test unless frr-reload.py finds nothing to
+// change between the router's running FRR and the rendered file at path
+// (on the router): the file is in FRR's own normal form, so a deployed
+// change reloads exactly the lines that changed.
+func (c *cli) frrNormalForm(lab, router, path string) {
+	c.t.Helper()
+	out := c.must("lab", "exec", "--name", lab, router, "--", "/usr/lib/frr/frr-reload.py", "--test", path)
+	var changes []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "Lines To") && !strings.HasPrefix(l, "=====") && !strings.HasPrefix(l, "frr version") {
+			changes = append(changes, l)
+		}
+	}
+	if len(changes) > 0 {
+		c.t.Errorf("%s: frr-reload.py would change %q: the rendered frr.conf is not in FRR's normal form", router, changes)
+	}
+}

@@ -14,6 +14,12 @@ import (
 // BFDProfile is the name of the BFD profile used on backbone links.
 const BFDProfile = "backbone"
 
+// FRR's BFD defaults, which its running configuration does not print.
+const (
+	bfdDefaultMultiplier = 3
+	bfdDefaultIntervalMS = 300
+)
+
 // Daemons lists the FRR daemons a router's configuration needs, in start
 // order after zebra (which always runs).
 func Daemons(p *plan.Plan, r *plan.Router) []string {
@@ -102,8 +108,14 @@ func siteOfCE(p *plan.Plan, r *plan.Router) *plan.Site {
 
 func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 	pr := p.Protocols
+	// The config is written in FRR's own normal form (what "show
+	// running-config" prints back): frr-reload.py, which applies a
+	// deployed change, compares the two line by line, and every
+	// difference of form is a line it deletes and adds again. "rt vpn
+	// import X" + "rt vpn export X" instead of FRR's "rt vpn both X" was
+	// a VPN outage of about a second on every reload.
 	for _, v := range r.VRFs {
-		w.line("vrf %s", v)
+		var routes []string
 		for _, a := range r.Attachments {
 			s := p.Sites[a.Site]
 			if s.VRF != v || s.Routing != intent.RoutingStatic {
@@ -111,11 +123,18 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 			}
 			for _, pfx := range s.Prefixes {
 				if pfx.Addr().Is4() && s.CEIPv4.IsValid() {
-					w.line(" ip route %s %s %s", pfx, s.CEIPv4.Addr(), a.Interface)
+					routes = append(routes, fmt.Sprintf(" ip route %s %s %s", pfx, s.CEIPv4.Addr(), a.Interface))
 				} else if pfx.Addr().Is6() && s.CEIPv6.IsValid() {
-					w.line(" ipv6 route %s %s %s", pfx, s.CEIPv6.Addr(), a.Interface)
+					routes = append(routes, fmt.Sprintf(" ipv6 route %s %s %s", pfx, s.CEIPv6.Addr(), a.Interface))
 				}
 			}
+		}
+		if len(routes) == 0 {
+			continue // FRR prints no empty vrf block
+		}
+		w.line("vrf %s", v)
+		for _, l := range routes {
+			w.line("%s", l)
 		}
 		w.line("exit-vrf")
 		w.line("!")
@@ -136,7 +155,12 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 			w.line(" mpls enable")
 		}
 		w.line(" ip ospf area %s", pr.Area)
-		w.line(" ip ospf network point-to-point")
+		if i.Encap == intent.EncapVXLAN {
+			// ospfd takes a GRE tunnel (a point-to-point device) as
+			// point-to-point by itself and prints no line for it;
+			// VXLAN is a broadcast device.
+			w.line(" ip ospf network point-to-point")
+		}
 		w.line(" ip ospf cost %d", i.Cost)
 		w.line(" ip ospf hello-interval %d", pr.Hello)
 		w.line(" ip ospf dead-interval %d", pr.Dead)
@@ -165,7 +189,9 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 	}
 	for _, a := range r.Attachments {
 		s := p.Sites[a.Site]
-		w.line("interface %s vrf %s", a.Interface, a.VRF)
+		// The device's VRF comes from the kernel ("interface X vrf V" is
+		// deprecated and printed back without the VRF).
+		w.line("interface %s", a.Interface)
 		w.line(" description %s to CE %s (site %d, %s)", r.Name, a.Peer, a.Site, s.Routing)
 		w.line("exit")
 		w.line("!")
@@ -189,9 +215,14 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 	if pr.BFD {
 		w.line("bfd")
 		w.line(" profile %s", BFDProfile)
-		w.line("  detect-multiplier %d", pr.BFDMultiplier)
-		w.line("  receive-interval %d", pr.BFDIntervalMS)
-		w.line("  transmit-interval %d", pr.BFDIntervalMS)
+		// FRR prints a value only where it differs from its default.
+		if pr.BFDMultiplier != bfdDefaultMultiplier {
+			w.line("  detect-multiplier %d", pr.BFDMultiplier)
+		}
+		if pr.BFDIntervalMS != bfdDefaultIntervalMS {
+			w.line("  receive-interval %d", pr.BFDIntervalMS)
+			w.line("  transmit-interval %d", pr.BFDIntervalMS)
+		}
 		w.line(" exit")
 		w.line(" !")
 		w.line("exit")
@@ -310,7 +341,7 @@ func renderBGP(w *writer, p *plan.Plan, r *plan.Router) {
 		w.line(" !")
 		w.line(" address-family %s", af.name)
 		w.line("  neighbor %s activate", af.group)
-		w.line("  neighbor %s send-community extended", af.group)
+		// send-community (standard, extended, large) is on by default.
 		for _, n := range r.Peers {
 			if n.Client {
 				w.line("  neighbor %s route-reflector-client", af.addr(n))
@@ -407,11 +438,16 @@ func renderVRF(w *writer, p *plan.Plan, r *plan.Router, v *plan.VRF) {
 		}
 		w.line("  label vpn export auto")
 		w.line("  rd vpn export %s", v.RDOn(r))
-		if len(v.Import) > 0 {
-			w.line("  rt vpn import %s", strings.Join(v.Import, " "))
-		}
-		if len(v.Export) > 0 {
-			w.line("  rt vpn export %s", strings.Join(v.Export, " "))
+		switch imp, exp := strings.Join(v.Import, " "), strings.Join(v.Export, " "); {
+		case imp == exp && imp != "":
+			w.line("  rt vpn both %s", imp)
+		default:
+			if imp != "" {
+				w.line("  rt vpn import %s", imp)
+			}
+			if exp != "" {
+				w.line("  rt vpn export %s", exp)
+			}
 		}
 		w.line("  export vpn")
 		w.line("  import vpn")

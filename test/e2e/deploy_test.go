@@ -1,0 +1,365 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/backbone-net/backbone/internal/intent/intenttest"
+)
+
+// TestDeployBare deploys the default backbone over SSH onto a bare lab:
+// four routers booted as fresh Debian hosts (systemd, sshd, pe101 and
+// pe201 on NetworkManager, pe102 and pe202 on systemd-networkd, FRR and
+// strongSwan installed and idle). In order:
+//   - inventories that cannot work (a wrong user, a closed port, an
+//     unknown host key) and a router that lacks a package: each named,
+//     nothing changed anywhere;
+//   - a router with a conflicting device (an operator's leftover dummy
+//     named like a tunnel): the deploy stops there, that router is back
+//     on exactly its files from before, the routers before it stay;
+//   - the deploy once that is fixed, verify green over SSH;
+//   - a second deploy changes nothing;
+//   - an OSPF cost change: --diff shows only the two cost lines on the
+//     two routers of that link (exit 2); applied under chaos observe it
+//     loses no customer probe and flaps no adjacency;
+//   - --confirm without a confirm: both routers go back by themselves;
+//     deploy confirm disarms an armed rollback.
+func TestDeployBare(t *testing.T) {
+	t.Parallel()
+	needLab(t)
+	const lab = "deploy"
+	c := newCLI(t)
+	base := intenttest.EditDefault(t, "name: default", "name: "+lab,
+		`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
+    host: {os: debian12, network: networkmanager}`,
+		`    underlay: {ipv6: "2001:db8:201::2/64"}`, `    underlay: {ipv6: "2001:db8:201::2/64"}
+    host: {os: debian12, network: networkmanager}`,
+		`    underlay: {ipv6: "2001:db8:202::2/64"}`, `    underlay: {ipv6: "2001:db8:202::2/64"}
+    host: {os: debian12}`,
+		`    underlay: {ipv6: "2001:db8:102::2/64"}`, `    underlay: {ipv6: "2001:db8:102::2/64"}
+    host: {os: debian12}`)
+	cost := intenttest.MustEdit(t, base, "  - between: [pe101, pe201]\n    encap: gre\n", "  - between: [pe101, pe201]\n    encap: gre\n    cost: 20\n")
+	dir := t.TempDir()
+	intentFile := filepath.Join(dir, lab+".yaml")
+	costFile := filepath.Join(dir, "cost.yaml")
+	writeFile(t, intentFile, base)
+	writeFile(t, costFile, cost)
+
+	st := c.labUp(lab, base, "--bare")
+	if st.Backend != "uml" {
+		skipOrFail(t, "a bare lab needs the uml backend, this machine's is %s", st.Backend)
+	}
+	on := func(router string, args ...string) string {
+		return c.must(append([]string{"lab", "exec", "--name", lab, router, "--"}, args...)...)
+	}
+	untouched := func(t *testing.T, routers ...string) {
+		t.Helper()
+		for _, r := range routers {
+			if out := on(r, "sh", "-c", "ls /var/lib/backbone 2>&1; ls /etc/NetworkManager/system-connections /etc/systemd/network 2>/dev/null | grep bb- || true"); !strings.Contains(out, "No such file") || strings.Contains(out, "bb-") {
+				t.Errorf("%s was changed:\n%s", r, out)
+			}
+		}
+	}
+
+	t.Run("nothing changes when a router cannot be reached or lacks a package", func(t *testing.T) {
+		c := c.with(t)
+		emptyKnown := filepath.Join(dir, "empty_known_hosts")
+		writeFile(t, emptyKnown, nil)
+		inv := filepath.Join(dir, "bad.inventory.yaml")
+		writeFile(t, inv, []byte(`defaults:
+  key: /run/backbone/`+lab+`/ssh/id_ed25519
+  known_hosts: /run/backbone/`+lab+`/ssh/known_hosts
+  netns: bb-`+lab+`.underlay
+routers:
+  pe101: {user: nobody}
+  pe201: {port: 2}
+  pe102: {known_hosts: `+emptyKnown+`}
+`))
+		out, errOut, err := c.run("deploy", "-f", intentFile, "--inventory", inv)
+		if err == nil {
+			t.Fatalf("deploy with a bad inventory succeeded:\n%s", out)
+		}
+		for _, want := range []string{
+			"nothing was changed on any router",
+			"pe101: user nobody was refused by 2001:db8:101::2",
+			"pe201: cannot reach 2001:db8:201::2 port 2",
+			"connect: connection refused",
+			"pe102: the host key of 2001:db8:102::2 port 22 is unknown",
+			"--accept-new-host-keys",
+		} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("deploy's error lacks %q:\n%s", want, errOut)
+			}
+		}
+		if strings.Contains(errOut, "pe202:") {
+			t.Errorf("pe202 is reachable, yet named:\n%s", errOut)
+		}
+		untouched(t, "pe101", "pe201", "pe202", "pe102")
+
+		// pe202 without swanctl: named with its package, nothing changed.
+		on("pe202", "chmod", "a-x", "/usr/sbin/swanctl")
+		out, errOut, err = c.run("deploy", "-f", intentFile)
+		on("pe202", "chmod", "a+x", "/usr/sbin/swanctl")
+		if err == nil || !strings.Contains(errOut, "pe202 lacks swanctl (install strongswan-swanctl and charon-systemd)") {
+			t.Errorf("deploy without swanctl on pe202: err=%v\n%s%s", err, out, errOut)
+		}
+		untouched(t, "pe101", "pe201", "pe202", "pe102")
+		if fi, err := os.Stat("/usr/sbin/swanctl"); err != nil || fi.Mode()&0o111 == 0 {
+			t.Errorf("the lab's change reached this machine's swanctl: %v %v", fi.Mode(), err)
+		}
+	})
+
+	t.Run("a failing router goes back to how it was and the deploy stops", func(t *testing.T) {
+		c := c.with(t)
+		before := on("pe201", "sh", "-c", "sha256sum /etc/frr/frr.conf /etc/frr/daemons; ls /etc/NetworkManager/system-connections /etc/swanctl/conf.d")
+		on("pe201", "ip", "link", "add", "gre-pe101", "type", "dummy")
+		out, errOut, err := c.run("deploy", "-f", intentFile, "--json", "--step-timeout", "90s")
+		on("pe201", "ip", "link", "del", "gre-pe101")
+		rep := parseDeploy(t, out, errOut)
+		if err == nil {
+			t.Fatalf("deploy succeeded over a conflicting device:\n%s", errOut)
+		}
+		if !strings.Contains(rep.Stopped, "stopped at pe201") || !strings.Contains(rep.Stopped, "gre-pe101") {
+			t.Errorf("stopped = %q, want it to name pe201 and gre-pe101", rep.Stopped)
+		}
+		status := rep.status()
+		if status["pe101"] != "deployed" || status["pe201"] != "rolled back" || status["pe202"] != "would change" || status["pe102"] != "would change" {
+			t.Errorf("statuses %v: want pe101 deployed, pe201 rolled back, the rest untouched", status)
+		}
+		if after := on("pe201", "sh", "-c", "sha256sum /etc/frr/frr.conf /etc/frr/daemons; ls /etc/NetworkManager/system-connections /etc/swanctl/conf.d"); after != before {
+			t.Errorf("pe201's files after the rollback:\n%s\nbefore the deploy:\n%s", after, before)
+		}
+		if links := on("pe201", "ip", "-br", "link"); strings.Contains(links, "loopback0") || strings.Contains(links, "gre-pe202") {
+			t.Errorf("pe201 keeps devices of the failed generation:\n%s", links)
+		}
+		untouched(t, "pe202", "pe102")
+	})
+
+	t.Run("deploy, verify over SSH, deploy again changes nothing", func(t *testing.T) {
+		c := c.with(t)
+		out, errOut, err := c.run("deploy", "-f", intentFile, "--json", "--step-timeout", "90s")
+		rep := parseDeploy(t, out, errOut)
+		if err != nil {
+			t.Fatalf("deploy: %v\n%s", err, errOut)
+		}
+		for _, r := range rep.Routers {
+			t.Logf("%s: %s, generation %d -> %d, %d changes, %d checks, %s", r.Name, r.Status, r.Previous, r.Current, len(r.Changes), r.Checks, time.Duration(r.Duration).Round(100*time.Millisecond))
+		}
+		if s := rep.status(); s["pe101"] != "unchanged" || s["pe201"] != "deployed" || s["pe202"] != "deployed" || s["pe102"] != "deployed" {
+			t.Errorf("statuses %v", s)
+		}
+		t.Logf("deploy of three routers from bare: %s", time.Duration(rep.Duration).Round(100*time.Millisecond))
+		v := c.verifyGreen(lab, 60*time.Second)
+		t.Logf("verify over SSH: %d passed in %s", v.Passed, time.Duration(v.Duration).Round(100*time.Millisecond))
+
+		for _, r := range []string{"pe101", "pe201", "pe202", "pe102"} {
+			c.frrNormalForm(lab, r, "/etc/frr/frr.conf")
+		}
+
+		out, errOut, err = c.run("deploy", "-f", intentFile, "--json")
+		rep = parseDeploy(t, out, errOut)
+		if err != nil || rep.Changed {
+			t.Errorf("a second deploy changed something (err=%v): %s", err, out)
+		}
+		if _, _, err := c.run("deploy", "-f", intentFile, "--diff"); err != nil {
+			t.Errorf("deploy --diff with nothing to change: %v, want exit 0", err)
+		}
+	})
+
+	t.Run("a cost change reloads FRR alone, restarts no session, loses no IPv4 probe", func(t *testing.T) {
+		c := c.with(t)
+		cmd := c.cmd("deploy", "-f", costFile, "--diff", "--json")
+		outb, err := cmd.Output()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Fatalf("deploy --diff of a change: %v, want exit status 2", err)
+		}
+		rep := parseDeploy(t, string(outb), "")
+		for _, r := range rep.Routers {
+			switch r.Name {
+			case "pe101", "pe201":
+				if len(r.Changes) != 1 || r.Changes[0].Path != "/etc/frr/frr.conf" {
+					t.Errorf("%s: changes %+v, want frr.conf alone", r.Name, r.Changes)
+					continue
+				}
+				var plus, minus []string
+				for _, l := range strings.Split(r.Changes[0].Diff, "\n") {
+					if strings.HasPrefix(l, "+") && !strings.HasPrefix(l, "+++") {
+						plus = append(plus, strings.TrimSpace(l[1:]))
+					}
+					if strings.HasPrefix(l, "-") && !strings.HasPrefix(l, "---") {
+						minus = append(minus, strings.TrimSpace(l[1:]))
+					}
+				}
+				if strings.Join(plus, "|") != "ip ospf cost 20|ipv6 ospf6 cost 20" || strings.Join(minus, "|") != "ip ospf cost 10|ipv6 ospf6 cost 10" {
+					t.Errorf("%s: diff adds %q and removes %q, want the two cost lines:\n%s", r.Name, plus, minus, r.Changes[0].Diff)
+				}
+				if len(r.Reloads) != 1 || !strings.HasPrefix(r.Reloads[0], "systemctl reload frr") {
+					t.Errorf("%s: reloads %q, want systemctl reload frr alone", r.Name, r.Reloads)
+				}
+			default:
+				if len(r.Changes) != 0 {
+					t.Errorf("%s: changes %+v, want none", r.Name, r.Changes)
+				}
+			}
+		}
+
+		uptime := func() (ospf, bgp float64) {
+			var o struct {
+				Neighbors map[string][]struct {
+					UpTime float64 `json:"upTimeInMsec"`
+				} `json:"neighbors"`
+			}
+			mustJSON(t, on("pe101", "vtysh", "-c", "show ip ospf neighbor json"), &o)
+			var b struct {
+				Peers map[string]struct {
+					UpTime float64 `json:"peerUptimeMsec"`
+				} `json:"peers"`
+			}
+			mustJSON(t, on("pe101", "vtysh", "-c", "show bgp ipv4 vpn summary json"), &b)
+			return o.Neighbors["10.10.0.1"][0].UpTime, b.Peers["10.10.0.1"].UpTime
+		}
+		ospf0, bgp0 := uptime()
+		start := time.Now()
+
+		obs := c.cmd("chaos", "observe", "--name", lab, "--hold", "25s", "--baseline", "1s", "--json")
+		var stdout strings.Builder
+		stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
+		obs.Stdout, obs.Stderr = &stdout, stderr
+		if err := obs.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-stderr.seen:
+		case <-time.After(60 * time.Second):
+			obs.Process.Kill()
+			t.Fatalf("chaos observe never started observing:\n%s", stderr.String())
+		}
+		out, errOut, err := c.run("deploy", "-f", costFile, "--json", "--step-timeout", "60s")
+		dep := parseDeploy(t, out, errOut)
+		if err != nil {
+			t.Errorf("deploy of the cost change: %v\n%s", err, errOut)
+		}
+		t.Logf("cost change deployed in %s", time.Duration(dep.Duration).Round(100*time.Millisecond))
+		if err := obs.Wait(); err != nil {
+			t.Errorf("chaos observe: %v\n%s", err, stderr.String())
+		}
+		var cr chaosReport
+		if err := json.Unmarshal([]byte(stdout.String()), &cr); err != nil || len(cr.Runs) != 1 {
+			t.Fatalf("chaos observe --json: %v\n%s", err, stdout.String())
+		}
+		// IPv4 loses nothing. OSPFv3 (FRR 8.4) deletes and re-adds the
+		// route to a router's loopback whenever that router's LSAs
+		// change, and the VPNv6 routes over it are re-resolved: about
+		// 100 ms of IPv6 VPN traffic, measured and bounded here.
+		for _, s := range cr.Runs[0].Streams {
+			lost := s.Fault.Lost + s.Recovery.Lost
+			switch {
+			case s.Site && strings.HasSuffix(s.Name, "ipv4") && lost > 0:
+				t.Errorf("%s lost %d probes (longest gap %.1f ms) during the cost change", s.Name, lost, s.Fault.Longest)
+			case s.Site && (s.Fault.Longest > 500 || s.Recovery.Longest > 500):
+				t.Errorf("%s: a gap of %.1f ms during the cost change (bound 500 ms)", s.Name, max(s.Fault.Longest, s.Recovery.Longest))
+			}
+			if lost > 0 {
+				t.Logf("%s: %d lost, longest gap %.1f ms", s.Name, lost, s.Fault.Longest)
+			}
+		}
+		elapsed := float64(time.Since(start).Milliseconds())
+		ospf1, bgp1 := uptime()
+		if ospf1 < ospf0+elapsed-2000 || bgp1 < bgp0+elapsed-2000 {
+			t.Errorf("a session of pe101 with pe201 restarted: OSPF up %.0f ms then %.0f ms, BGP %.0f then %.0f, %.0f ms apart", ospf0, ospf1, bgp0, bgp1, elapsed)
+		}
+		if out := on("pe101", "vtysh", "-c", "show running-config"); !strings.Contains(out, "ip ospf cost 20") {
+			t.Errorf("pe101 does not run the new cost:\n%s", out)
+		}
+	})
+
+	t.Run("an unconfirmed deploy rolls back by itself", func(t *testing.T) {
+		c := c.with(t)
+		out, errOut, err := c.run("deploy", "-f", intentFile, "--confirm", "20s", "--json")
+		rep := parseDeploy(t, out, errOut)
+		if err != nil || !strings.Contains(rep.Confirm, "rolls back by itself in 20s") {
+			t.Fatalf("deploy --confirm: %v %q\n%s", err, rep.Confirm, errOut)
+		}
+		for _, r := range rep.Routers {
+			if want := r.Name == "pe101" || r.Name == "pe201"; r.Armed != want {
+				t.Errorf("%s: rollback armed %v, want %v", r.Name, r.Armed, want)
+			}
+		}
+		deadline := time.Now().Add(90 * time.Second)
+		for _, r := range []string{"pe101", "pe201"} {
+			for strings.TrimSpace(on(r, "sh", "-c", "grep -c 'ospf6\\? cost 20' /etc/frr/frr.conf || true")) != "2" {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not roll back by itself:\n%s", r, on(r, "journalctl", "-u", "backbone-rollback", "--no-pager"))
+				}
+				time.Sleep(2 * time.Second)
+			}
+		}
+		c.verifyGreen(lab, 60*time.Second)
+		if out := on("pe101", "vtysh", "-c", "show running-config"); !strings.Contains(out, "ip ospf cost 20") {
+			t.Errorf("pe101 rolled back its files but runs:\n%s", out)
+		}
+
+		c.must("deploy", "-f", intentFile, "--confirm", "10m")
+		if out := on("pe101", "sh", "-c", "systemctl is-active backbone-rollback.timer || true"); strings.TrimSpace(out) != "active" {
+			t.Errorf("no rollback armed on pe101: %s", out)
+		}
+		c.must("deploy", "confirm", "-f", intentFile)
+		for _, r := range []string{"pe101", "pe201"} {
+			if out := on(r, "sh", "-c", "systemctl is-active backbone-rollback.timer || true"); strings.TrimSpace(out) == "active" {
+				t.Errorf("%s: the rollback is still armed after deploy confirm", r)
+			}
+		}
+	})
+}
+
+type deployReport struct {
+	Changed bool   `json:"changed"`
+	Stopped string `json:"stopped"`
+	Confirm string `json:"confirm"`
+	Routers []struct {
+		Name     string `json:"name"`
+		Status   string `json:"status"`
+		Previous int    `json:"previous_generation"`
+		Current  int    `json:"generation"`
+		Changes  []struct {
+			Path string `json:"path"`
+			Diff string `json:"diff"`
+		} `json:"changes"`
+		Reloads  []string `json:"reloads"`
+		Checks   int      `json:"checks"`
+		Armed    bool     `json:"rollback_armed"`
+		Duration int64    `json:"duration_ns"`
+	} `json:"routers"`
+	Duration int64 `json:"duration_ns"`
+}
+
+func (r deployReport) status() map[string]string {
+	out := map[string]string{}
+	for _, x := range r.Routers {
+		out[x.Name] = x.Status
+	}
+	return out
+}
+
+func parseDeploy(t *testing.T, out, errOut string) deployReport {
+	t.Helper()
+	var r deployReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("deploy --json: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+	return r
+}
+
+func mustJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(out), v); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
