@@ -11,47 +11,86 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/backbone-net/backbone/internal/deploy"
 	"github.com/backbone-net/backbone/internal/lab"
+	"github.com/backbone-net/backbone/internal/node"
+	"github.com/backbone-net/backbone/internal/plan"
+	"github.com/backbone-net/backbone/internal/sshnode"
 	"github.com/backbone-net/backbone/internal/verify"
 )
 
 func newVerifyCmd(e *env) *cobra.Command {
 	var f labFlags
 	var wait, capture time.Duration
-	var asJSON bool
+	var asJSON, deployed, acceptNew bool
+	var inventory string
 	cmd := &cobra.Command{
 		Use:   "verify",
-		Short: "Prove a running lab against its plan: control plane, data plane, encryption, kernel",
+		Short: "Prove a running lab, or the deployed routers, against the plan: control plane, data plane, encryption, kernel",
 		Long: `verify checks every promise of the plan on the running lab: OSPFv2/v3
 adjacencies and loopback reachability, LDP sessions and LSPs, VPNv4/VPNv6
 sessions and every remote site's prefixes installed with labels, site-to-site
 reachability and MTU (largest planned packet with DF crosses, one byte more is
 refused), IPsec SAs with the intended proposals and a capture of the underlay
 that must show only ESP and IKE, and the kernel's MPLS and VRF settings.
-Exit status 0 only if every check passes.`,
+Exit status 0 only if every check passes.
+
+On deployed routers (no lab; --deployed or --inventory) the same checks run
+over SSH; the CEs and the provider's underlay are not backbone's, so the
+data plane is probed from each PE inside its VRF to the remote CEs, and the
+underlay is captured on the PEs' underlay interfaces (tcpdump on the
+routers).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, err := f.open()
-			if err != nil {
-				return fmt.Errorf("verify: %w", err)
-			}
-			if f.file != "" {
-				if err := samePlan(f.file, s, e.stderr); err != nil {
-					return err
-				}
-			}
 			opt := verify.Options{Capture: capture, NoCapture: capture == 0}
+			var p *plan.Plan
+			var nodes node.Nodes
+			var where, backend string
+			s, err := (*lab.Session)(nil), error(nil)
+			if !deployed && inventory == "" {
+				s, err = f.open()
+			}
+			switch {
+			case s != nil:
+				if f.file != "" {
+					if err := samePlan(f.file, s, e.stderr); err != nil {
+						return err
+					}
+				}
+				p, nodes, where, backend = s.Config.Plan, s, s.Paths.Name, s.Backend()
+			case err != nil && f.file == "":
+				return fmt.Errorf("verify: %w", err)
+			default:
+				// No lab: the routers deploy configured, over SSH.
+				df := deployFlags{file: f.file, inventory: inventory, acceptNew: acceptNew}
+				var ts []sshnode.Target
+				var src string
+				var terr error
+				if p, ts, src, terr = df.targets(e); terr != nil {
+					if err != nil {
+						return fmt.Errorf("verify: no lab: %v; and the deployed routers: %w", err, terr)
+					}
+					return fmt.Errorf("verify: %w", terr)
+				}
+				fmt.Fprintf(e.stderr, "verify: the deployed routers of %s (inventory: %s)\n", p.Name, src)
+				hosts, derr := deploy.DialHosts(ctx, ts)
+				if derr != nil {
+					return fmt.Errorf("verify:\n%w", derr)
+				}
+				defer hosts.Close()
+				nodes, backend, opt.Deployed = hosts, "hosts", true
+			}
 			var rep *verify.Report
 			if wait > 0 {
-				rep = verify.Wait(ctx, s.Config.Plan, s, opt, wait, func(r *verify.Report) {
+				rep = verify.Wait(ctx, p, nodes, opt, wait, func(r *verify.Report) {
 					fmt.Fprintf(e.stderr, "verify: %d of %d checks failing after %s (%s), retrying (--wait %s)\n",
 						r.Failed, r.Passed+r.Failed, r.Duration.Round(100*time.Millisecond), failingNames(r, 3), wait)
 				})
 			} else {
-				rep = verify.Run(ctx, s.Config.Plan, s, opt)
+				rep = verify.Run(ctx, p, nodes, opt)
 			}
-			rep.Lab, rep.Backend = s.Paths.Name, s.Backend()
+			rep.Lab, rep.Backend = where, backend
 			if asJSON {
 				if err := writeJSON(e.stdout, rep); err != nil {
 					return err
@@ -69,6 +108,9 @@ Exit status 0 only if every check passes.`,
 	cmd.Flags().DurationVar(&wait, "wait", 0, "retry until every check passes or this time is up (e.g. 60s, right after lab up)")
 	cmd.Flags().DurationVar(&capture, "capture", verify.DefaultCapture, "how long to capture the underlay for cleartext (0: no capture)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&deployed, "deployed", false, "verify the routers deploy configured (over SSH, with the inventory), not a lab; the default when no lab runs the intent given with -f")
+	cmd.Flags().StringVar(&inventory, "inventory", "", "inventory of the deployed routers (implies --deployed; default: FILE.inventory.yaml next to the intent)")
+	cmd.Flags().BoolVar(&acceptNew, "accept-new-host-keys", false, "trust and record host keys not yet in known_hosts")
 	return cmd
 }
 

@@ -111,22 +111,21 @@ type router struct {
 // Connect reaches every target at once and reports every router it
 // cannot reach, log into, or trust, together: nothing is changed then.
 func Connect(ctx context.Context, p *plan.Plan, targets []sshnode.Target) ([]*router, error) {
-	out := make([]*router, len(targets))
-	errs := make([]error, len(targets))
+	clients, err := dialAll(ctx, targets)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*router, len(clients))
+	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
-	for i, t := range targets {
+	for i, c := range clients {
+		r := p.Router(c.Name())
+		out[i] = &router{remote: &remote{name: c.Name(), r: c, host: r.Host}, plan: r, client: c}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := sshnode.Dial(ctx, t)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			r := p.Router(t.Name)
-			out[i] = &router{remote: &remote{name: t.Name, r: c, host: r.Host}, plan: r, client: c}
 			if err := out[i].inspect(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", t.Name, err)
+				errs[i] = fmt.Errorf("%s: %w", c.Name(), err)
 			}
 		}()
 	}

@@ -222,15 +222,16 @@ func (s *Session) waitSystem(ctx context.Context, name string, r node.Runner) er
 	var state string
 	var err error
 	for {
-		// The agent answers before systemd listens: until then
-		// systemctl cannot connect.
+		// The agent answers before systemd runs as PID 1 and listens:
+		// until then systemctl cannot connect (no output) or says
+		// "offline".
 		var out []byte
 		out, err = node.Output(ctx, r, "systemctl", "is-system-running", "--wait")
 		state = strings.TrimSpace(string(out))
 		if state == "running" {
 			return nil
 		}
-		if state != "" || ctx.Err() != nil {
+		if (state != "" && state != "offline" && state != "unknown") || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -32,17 +32,21 @@ func refusedLoudly(out string) bool {
 // checkDataPlane pings between every ordered pair of sites of a VRF, over
 // both families: reachability, the planned largest packet with DF set, and
 // one byte more, which must be refused rather than silently dropped.
-func checkDataPlane(ctx context.Context, p *plan.Plan, c collector, r *recorder) {
+func checkDataPlane(ctx context.Context, p *plan.Plan, c collector, fromPE bool, r *recorder) {
 	type job struct {
 		a, b *plan.Site
 		fam  int
 	}
 	var jobs []job
+	seen := map[string]bool{}
 	for _, a := range p.Sites {
 		for _, b := range p.Sites {
 			if a != b && a.VRF == b.VRF {
 				for _, fam := range []int{4, 6} {
-					if a.Address(fam).IsValid() && b.Address(fam).IsValid() {
+					// From the PE, two sites of one PE and VRF are one source.
+					key := fmt.Sprint(a.PE, a.VRF, b.CE, fam)
+					if a.Address(fam).IsValid() && b.Address(fam).IsValid() && (!fromPE || !seen[key]) {
+						seen[key] = true
 						jobs = append(jobs, job{a, b, fam})
 					}
 				}
@@ -56,7 +60,7 @@ func checkDataPlane(ctx context.Context, p *plan.Plan, c collector, r *recorder)
 		go func() {
 			defer wg.Done()
 			rr := &recorder{}
-			pingPair(ctx, c, j.a, j.b, j.fam, rr)
+			pingPair(ctx, c, j.a, j.b, j.fam, fromPE, rr)
 			results[k] = rr.results
 		}()
 	}
@@ -66,22 +70,34 @@ func checkDataPlane(ctx context.Context, p *plan.Plan, c collector, r *recorder)
 	}
 }
 
-func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *recorder) {
+// pingPair probes from site a's CE (in a lab) or, where the CEs are the
+// customer's (deployed routers), from a's PE inside the VRF: the same
+// VPN path, labels and MTU budget from the PE on.
+func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, fromPE bool, r *recorder) {
 	src, dst := a.Address(fam), b.Address(fam)
 	famFlag := "-4"
 	hdr := 28 // IPv4 + ICMP
 	if fam == 6 {
 		famFlag, hdr = "-6", 48
 	}
+	from, bind, srcName := a.CE, src.String(), src.String()
+	name := fmt.Sprintf("%s -> %s ipv%d", a.CE, b.CE, fam)
+	if fromPE {
+		srcName = a.PE + " vrf " + a.VRF
+		// ping -I VRF binds to the VRF device: the source is the PE's
+		// address on its CE link, which the VPN carries (redistribute
+		// connected), so the remote CE's reply comes back.
+		from, bind = a.PE, a.VRF
+		name = fmt.Sprintf("%s vrf %s -> %s ipv%d", a.PE, a.VRF, b.CE, fam)
+	}
 	// Probes 50 ms apart (root may go below ping's 200 ms); a reply may
 	// take up to 2 s.
-	base := []string{"ping", famFlag, "-n", "-I", src.String(), "-W", "2"}
-	name := fmt.Sprintf("%s -> %s ipv%d", a.CE, b.CE, fam)
-	out := run(ctx, c, a.CE, append(base, "-c", "3", "-i", "0.05", dst.String())...)
+	base := []string{"ping", famFlag, "-n", "-I", bind, "-W", "2"}
+	out := run(ctx, c, from, append(base, "-c", "3", "-i", "0.05", dst.String())...)
 	n := received(out)
 	r.check(n > 0, GroupDataPlane, "reach "+name,
 		fmt.Sprintf("the VPN route or its label is missing on %s or %s, or an LSP between them is broken", a.PE, b.PE),
-		fmt.Sprintf("%s -> %s: %d/3 replies", src, dst, n))
+		fmt.Sprintf("%s -> %s: %d/3 replies", srcName, dst, n))
 	if n == 0 {
 		return
 	}
@@ -89,7 +105,7 @@ func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *rec
 	if b.MTU < mtu {
 		mtu = b.MTU
 	}
-	out = run(ctx, c, a.CE, append(base, "-M", "do", "-c", "2", "-i", "0.05", "-s", strconv.Itoa(mtu-hdr), dst.String())...)
+	out = run(ctx, c, from, append(base, "-M", "do", "-c", "2", "-i", "0.05", "-s", strconv.Itoa(mtu-hdr), dst.String())...)
 	n = received(out)
 	r.check(n > 0, GroupDataPlane, fmt.Sprintf("mtu %d crosses %s", mtu, name),
 		"a link on the path carries less than the planned customer MTU: check tunnel MTUs against the plan",
@@ -97,8 +113,8 @@ func pingPair(ctx context.Context, c collector, a, b *plan.Site, fam int, r *rec
 	// One byte more must be refused with an error: by the CE itself (its
 	// interface has the planned MTU) or by a router on the path. A reply
 	// or a refusal from afar comes within 500 ms; a local refusal at once.
-	over := []string{"ping", famFlag, "-n", "-I", src.String(), "-W", "0.5", "-M", "do", "-c", "1", "-s", strconv.Itoa(mtu - hdr + 1), dst.String()}
-	out = run(ctx, c, a.CE, over...)
+	over := []string{"ping", famFlag, "-n", "-I", bind, "-W", "0.5", "-M", "do", "-c", "1", "-s", strconv.Itoa(mtu - hdr + 1), dst.String()}
+	out = run(ctx, c, from, over...)
 	loud := refusedLoudly(out)
 	ev := fmt.Sprintf("%d-byte packet with DF: %s", mtu+1, firstLine(out, "too long", "frag", "too big", "received"))
 	r.check(loud && received(out) == 0, GroupDataPlane, fmt.Sprintf("mtu %d+1 refused %s", mtu, name),

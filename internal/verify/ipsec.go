@@ -2,13 +2,16 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/plan"
 )
 
@@ -178,7 +181,7 @@ func checkSAs(sc scope, r *recorder) {
 
 // checkCapture captures the underlay between PEs for d and counts what is
 // not ESP or IKE: any cleartext GRE, VXLAN, OSPF, LDP or BGP fails.
-func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duration, r *recorder) {
+func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duration, onPEs bool, r *recorder) {
 	if !p.Encryption.Enabled {
 		return
 	}
@@ -204,10 +207,9 @@ func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duratio
 	}
 	filter := "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
 	secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
-	out, err := c.Run(ctx, "underlay", "timeout", secs, "tcpdump", "-nn", "-l", "-i", "any", filter)
-	// timeout ends tcpdump with status 124: that is the normal end.
-	if err != nil && !strings.Contains(err.Error(), "exit status 124") {
-		r.fail(GroupEncryption, "underlay capture", "tcpdump could not run in the underlay node", "%v", err)
+	out, err := captureUnderlay(ctx, p, c, secs, filter, onPEs)
+	if err != nil {
+		r.fail(GroupEncryption, "underlay capture", "tcpdump could not run (install tcpdump on the routers)", "%v", err)
 		return
 	}
 	esp, ike := 0, 0
@@ -295,4 +297,43 @@ func classify(line string) string {
 		return "ICMPv6"
 	}
 	return "other"
+}
+
+// captureUnderlay captures the traffic between PEs: in a lab from its
+// underlay node, which sees every link; on deployed routers on each
+// PE's underlay interface at once (the provider's network is not ours).
+func captureUnderlay(ctx context.Context, p *plan.Plan, c collector, secs, filter string, onPEs bool) ([]byte, error) {
+	capture := func(node, dev string) ([]byte, error) {
+		out, err := c.Run(ctx, node, "timeout", secs, "tcpdump", "-nn", "-l", "-i", dev, filter)
+		// timeout ends tcpdump with status 124: that is the normal end.
+		if err != nil && !strings.Contains(err.Error(), "exit status 124") {
+			return nil, fmt.Errorf("%s: %w", node, err)
+		}
+		return out, nil
+	}
+	if !onPEs {
+		return capture("underlay", "any")
+	}
+	var mu sync.Mutex
+	var all []byte
+	var errs []error
+	var wg sync.WaitGroup
+	for _, rt := range p.Routers {
+		if rt.Underlay == nil || rt.Role == intent.RoleCE {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := capture(rt.Name, rt.Underlay.Interface)
+			mu.Lock()
+			defer mu.Unlock()
+			all = append(all, out...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return all, errors.Join(errs...)
 }

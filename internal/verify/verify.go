@@ -87,6 +87,10 @@ type Options struct {
 	// awaited).
 	Capture   time.Duration
 	NoCapture bool
+	// Deployed: the routers are real hosts, the CEs and the underlay are
+	// not ours to log into. The data plane is probed from each PE's VRF
+	// and the underlay captured on the PEs' underlay interfaces.
+	Deployed bool
 }
 
 // DefaultCapture is how long the underlay is captured by default.
@@ -114,12 +118,12 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 	go func() {
 		defer wg.Done()
 		if !opt.NoCapture {
-			checkCapture(ctx, p, c, opt.Capture, capture)
+			checkCapture(ctx, p, c, opt.Capture, opt.Deployed, capture)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		checkDataPlane(ctx, p, c, dataplane)
+		checkDataPlane(ctx, p, c, opt.Deployed, dataplane)
 	}()
 	sc := scope{p: p, sts: collect(ctx, p, c, nil)}
 	r := &recorder{}
@@ -153,8 +157,11 @@ func ControlPlane(ctx context.Context, p *plan.Plan, nodes node.Nodes, routers [
 	for _, r := range routers {
 		only[r] = true
 	}
-	c := nodesCollector{nodes}
-	sc := scope{p: p, sts: collect(ctx, p, c, only), only: only}
+	return controlChecks(scope{p: p, sts: collect(ctx, p, nodesCollector{nodes}, only), only: only})
+}
+
+// controlChecks are the control-plane checks of a scope.
+func controlChecks(sc scope) []Result {
 	r := &recorder{}
 	checkIGP(sc, r)
 	checkBFD(sc, r)
@@ -173,13 +180,7 @@ func Neighbours(ctx context.Context, p *plan.Plan, nodes node.Nodes, router stri
 	for _, n := range peers {
 		pm[n] = true
 	}
-	sc := scope{p: p, sts: collect(ctx, p, nodesCollector{nodes}, only), only: only, peers: pm}
-	r := &recorder{}
-	checkIGP(sc, r)
-	checkBFD(sc, r)
-	checkLDP(sc, r)
-	checkBGP(sc, r)
-	return r.results
+	return controlChecks(scope{p: p, sts: collect(ctx, p, nodesCollector{nodes}, only), only: only, peers: pm})
 }
 
 // Wait runs verification until every check passes or the time is up,

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,7 +110,7 @@ func TestCapture(t *testing.T) {
 				return c.out, fmt.Errorf("exit status 124")
 			})
 			rec := &recorder{}
-			checkCapture(context.Background(), p, col, time.Second, rec)
+			checkCapture(context.Background(), p, col, time.Second, false, rec)
 			if len(rec.results) != 1 {
 				t.Fatalf("results: %+v", rec.results)
 			}
@@ -145,7 +147,7 @@ func TestDataPlaneMTU(t *testing.T) {
 				}
 			})
 			rec := &recorder{}
-			checkDataPlane(context.Background(), p, col, rec)
+			checkDataPlane(context.Background(), p, col, false, rec)
 			n := 0
 			for _, r := range rec.results {
 				if strings.HasPrefix(r.Name, "mtu 1388+1 refused") {
@@ -159,6 +161,63 @@ func TestDataPlaneMTU(t *testing.T) {
 				t.Errorf("%d oversize checks, want 4", n)
 			}
 		})
+	}
+}
+
+// On deployed routers the probes leave each site PE inside its VRF (the
+// CEs are the customer's) and the underlay is captured on every PE's
+// underlay interface.
+func TestDeployedProbesFromPEs(t *testing.T) {
+	p := defaultPlan(t)
+	var mu sync.Mutex
+	nodes := map[string]bool{}
+	col := fakeCollector(func(node string, argv []string) (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		nodes[node] = true
+		s := strings.Join(argv, " ")
+		switch {
+		case argv[0] == "ping" && !strings.Contains(s, "-I cust-a"):
+			return "", fmt.Errorf("ping not bound to the VRF: %s", s)
+		case argv[0] == "ping":
+			return "3 packets transmitted, 3 received, 0% packet loss", nil
+		case argv[0] == "timeout" && argv[2] == "tcpdump" && argv[6] == "eth0":
+			return "IP6 " + map[string]string{"pe101": "2001:db8:101::2", "pe201": "2001:db8:201::2", "pe202": "2001:db8:202::2", "pe102": "2001:db8:102::2"}[node] +
+				" > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n", fmt.Errorf("exit status 124")
+		}
+		return "", fmt.Errorf("unexpected %s %v", node, argv)
+	})
+	rec := &recorder{}
+	checkDataPlane(context.Background(), p, col, true, rec)
+	checkCapture(context.Background(), p, col, time.Second, true, rec)
+	var names []string
+	for _, r := range rec.results {
+		if strings.HasPrefix(r.Name, "reach ") || r.Name == "underlay capture" {
+			names = append(names, r.Name)
+		}
+		if !r.Pass && !strings.HasPrefix(r.Name, "mtu") {
+			t.Errorf("%s failed: %s", r.Name, r.Evidence)
+		}
+	}
+	want := []string{"reach pe101 vrf cust-a -> ce2 ipv4", "reach pe101 vrf cust-a -> ce2 ipv6", "reach pe201 vrf cust-a -> ce1 ipv4", "reach pe201 vrf cust-a -> ce1 ipv6"}
+	for _, w := range want {
+		if !slices.Contains(names, w) {
+			t.Errorf("no check %q in %v", w, names)
+		}
+	}
+	for _, n := range []string{"ce1", "ce2", "underlay"} {
+		if nodes[n] {
+			t.Errorf("deployed verify ran a command on %s", n)
+		}
+	}
+	for _, n := range []string{"pe101", "pe201", "pe202", "pe102"} {
+		if !nodes[n] {
+			t.Errorf("no capture on %s", n)
+		}
+	}
+	last := rec.results[len(rec.results)-1]
+	if !last.Pass || !strings.Contains(last.Evidence, "4 ESP") {
+		t.Errorf("capture over the PEs: %+v", last)
 	}
 }
 

@@ -282,25 +282,13 @@ func TestDefaultBackbone(t *testing.T) {
 type chaosReport struct {
 	Backend string `json:"backend"`
 	Runs    []struct {
-		Recovered    bool    `json:"recovered"`
-		Incomplete   bool    `json:"incomplete"`
-		Note         string  `json:"note"`
-		RestoreDone  float64 `json:"restore_done_ms"`
-		Achieved     spacing `json:"achieved"`
-		CoreAchieved spacing `json:"core_achieved"`
-		Streams      []struct {
-			Name  string `json:"name"`
-			Site  bool   `json:"site"`
-			Open  bool   `json:"open"`
-			Fault struct {
-				Longest float64 `json:"longest_ms"`
-				Lost    int     `json:"lost"`
-			} `json:"fault"`
-			Recovery struct {
-				Longest float64 `json:"longest_ms"`
-				Lost    int     `json:"lost"`
-			} `json:"recovery"`
-		} `json:"streams"`
+		Recovered    bool          `json:"recovered"`
+		Incomplete   bool          `json:"incomplete"`
+		Note         string        `json:"note"`
+		RestoreDone  float64       `json:"restore_done_ms"`
+		Achieved     spacing       `json:"achieved"`
+		CoreAchieved spacing       `json:"core_achieved"`
+		Streams      []chaosStream `json:"streams"`
 	} `json:"runs"`
 }
 
@@ -325,4 +313,18 @@ func (w *watch) Write(p []byte) (int, error) {
 		close(w.seen)
 	}
 	return n, err
+}
+
+type chaosStream struct {
+	Name  string `json:"name"`
+	Site  bool   `json:"site"`
+	Open  bool   `json:"open"`
+	Fault struct {
+		Longest float64 `json:"longest_ms"`
+		Lost    int     `json:"lost"`
+	} `json:"fault"`
+	Recovery struct {
+		Longest float64 `json:"longest_ms"`
+		Lost    int     `json:"lost"`
+	} `json:"recovery"`
 }

@@ -14,9 +14,10 @@ import (
 )
 
 // TestDeployBare deploys the default backbone over SSH onto a bare lab:
-// four routers booted as fresh Debian hosts (systemd, sshd, pe101 and
-// pe201 on NetworkManager, pe102 and pe202 on systemd-networkd, FRR and
-// strongSwan installed and idle). In order:
+// four routers booted as fresh Debian hosts (systemd, sshd, pe201 and
+// pe202 on NetworkManager, pe101 and pe102 on systemd-networkd: one site
+// on each stack, GRE links between the two stacks, within NetworkManager
+// and within networkd; FRR and strongSwan installed and idle). In order:
 //   - inventories that cannot work (a wrong user, a closed port, an
 //     unknown host key) and a router that lacks a package: each named,
 //     nothing changed anywhere;
@@ -30,18 +31,20 @@ import (
 //     loses no customer probe and flaps no adjacency;
 //   - --confirm without a confirm: both routers go back by themselves;
 //     deploy confirm disarms an armed rollback.
+//
+// It runs alone, like TestDefaultBackbone: its probe figures must not be
+// those of a machine running a TCG guest beside it.
 func TestDeployBare(t *testing.T) {
-	t.Parallel()
 	needLab(t)
 	const lab = "deploy"
 	c := newCLI(t)
 	base := intenttest.EditDefault(t, "name: default", "name: "+lab,
 		`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
-    host: {os: debian12, network: networkmanager}`,
+    host: {os: debian12}`,
 		`    underlay: {ipv6: "2001:db8:201::2/64"}`, `    underlay: {ipv6: "2001:db8:201::2/64"}
     host: {os: debian12, network: networkmanager}`,
 		`    underlay: {ipv6: "2001:db8:202::2/64"}`, `    underlay: {ipv6: "2001:db8:202::2/64"}
-    host: {os: debian12}`,
+    host: {os: debian12, network: networkmanager}`,
 		`    underlay: {ipv6: "2001:db8:102::2/64"}`, `    underlay: {ipv6: "2001:db8:102::2/64"}
     host: {os: debian12}`)
 	cost := intenttest.MustEdit(t, base, "  - between: [pe101, pe201]\n    encap: gre\n", "  - between: [pe101, pe201]\n    encap: gre\n    cost: 20\n")
@@ -156,7 +159,24 @@ routers:
 		}
 		t.Logf("deploy of three routers from bare: %s", time.Duration(rep.Duration).Round(100*time.Millisecond))
 		v := c.verifyGreen(lab, 60*time.Second)
-		t.Logf("verify over SSH: %d passed in %s", v.Passed, time.Duration(v.Duration).Round(100*time.Millisecond))
+		t.Logf("verify of the lab (routers over SSH): %d passed in %s", v.Passed, time.Duration(v.Duration).Round(100*time.Millisecond))
+		// As on real routers: no lab, only the inventory; probes from
+		// the PEs' VRFs, the capture on the PEs.
+		out, errOut, err = c.run("verify", "-f", intentFile, "--inventory", "/run/backbone/"+lab+"/inventory.yaml", "--wait", "30s", "--json")
+		d := parseReport(t, out)
+		if err != nil || d.Failed != 0 || d.Backend != "hosts" {
+			t.Errorf("verify --inventory: err=%v backend %q failing %v\n%s", err, d.Backend, d.failing(), errOut)
+		}
+		for _, want := range []string{"reach pe101 vrf cust-a -> ce2 ipv6", "+1 refused pe201 vrf cust-a -> ce1 ipv6", "underlay capture"} {
+			found := false
+			for _, r := range d.Results {
+				found = found || strings.Contains(r.Name, want)
+			}
+			if !found {
+				t.Errorf("verify --inventory has no check %q", want)
+			}
+		}
+		t.Logf("verify of the deployed routers: %d passed in %s", d.Passed, time.Duration(d.Duration).Round(100*time.Millisecond))
 
 		for _, r := range []string{"pe101", "pe201", "pe202", "pe102"} {
 			c.frrNormalForm(lab, r, "/etc/frr/frr.conf")
@@ -172,7 +192,7 @@ routers:
 		}
 	})
 
-	t.Run("a cost change reloads FRR alone, restarts no session, loses no IPv4 probe", func(t *testing.T) {
+	t.Run("a cost change reloads FRR alone and restarts no session", func(t *testing.T) {
 		c := c.with(t)
 		cmd := c.cmd("deploy", "-f", costFile, "--diff", "--json")
 		outb, err := cmd.Output()
@@ -228,48 +248,39 @@ routers:
 		ospf0, bgp0 := uptime()
 		start := time.Now()
 
-		obs := c.cmd("chaos", "observe", "--name", lab, "--hold", "25s", "--baseline", "1s", "--json")
-		var stdout strings.Builder
-		stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
-		obs.Stdout, obs.Stderr = &stdout, stderr
-		if err := obs.Start(); err != nil {
-			t.Fatal(err)
+		// The mechanism first: FRR reloaded with its configuration
+		// unchanged (frr-reload.py finds nothing) loses nothing at all.
+		for _, s := range c.observe(lab, func() {
+			for _, r := range []string{"pe101", "pe201"} {
+				on(r, "systemctl", "reload", "frr")
+			}
+		}) {
+			if s.Site && s.Fault.Lost+s.Recovery.Lost > 0 {
+				t.Errorf("%s lost %d probes while FRR reloaded an unchanged configuration", s.Name, s.Fault.Lost+s.Recovery.Lost)
+			}
 		}
-		select {
-		case <-stderr.seen:
-		case <-time.After(60 * time.Second):
-			obs.Process.Kill()
-			t.Fatalf("chaos observe never started observing:\n%s", stderr.String())
-		}
-		out, errOut, err := c.run("deploy", "-f", costFile, "--json", "--step-timeout", "60s")
-		dep := parseDeploy(t, out, errOut)
-		if err != nil {
-			t.Errorf("deploy of the cost change: %v\n%s", err, errOut)
+		// Then the cost change. FRR 8.4 itself costs some customer
+		// traffic here, and the test bounds it: ospf6d deletes and re-adds
+		// the route to a router's IPv6 loopback whenever that router's
+		// LSAs change (seen with ip -6 monitor route), and the VPNv6
+		// routes resolved over it are re-installed. IPv4 lost nothing in
+		// most runs, up to 100 ms in some (see docs/architecture.md).
+		var dep deployReport
+		for _, s := range c.observe(lab, func() {
+			out, errOut, err := c.run("deploy", "-f", costFile, "--json", "--step-timeout", "60s")
+			dep = parseDeploy(t, out, errOut)
+			if err != nil {
+				t.Errorf("deploy of the cost change: %v\n%s", err, errOut)
+			}
+		}) {
+			if gap := max(s.Fault.Longest, s.Recovery.Longest); s.Site && gap > 500 {
+				t.Errorf("%s: a gap of %.1f ms during the cost change (bound 500 ms)", s.Name, gap)
+			}
+			if lost := s.Fault.Lost + s.Recovery.Lost; lost > 0 {
+				t.Logf("cost change: %s lost %d probes, longest gap %.1f ms", s.Name, lost, max(s.Fault.Longest, s.Recovery.Longest))
+			}
 		}
 		t.Logf("cost change deployed in %s", time.Duration(dep.Duration).Round(100*time.Millisecond))
-		if err := obs.Wait(); err != nil {
-			t.Errorf("chaos observe: %v\n%s", err, stderr.String())
-		}
-		var cr chaosReport
-		if err := json.Unmarshal([]byte(stdout.String()), &cr); err != nil || len(cr.Runs) != 1 {
-			t.Fatalf("chaos observe --json: %v\n%s", err, stdout.String())
-		}
-		// IPv4 loses nothing. OSPFv3 (FRR 8.4) deletes and re-adds the
-		// route to a router's loopback whenever that router's LSAs
-		// change, and the VPNv6 routes over it are re-resolved: about
-		// 100 ms of IPv6 VPN traffic, measured and bounded here.
-		for _, s := range cr.Runs[0].Streams {
-			lost := s.Fault.Lost + s.Recovery.Lost
-			switch {
-			case s.Site && strings.HasSuffix(s.Name, "ipv4") && lost > 0:
-				t.Errorf("%s lost %d probes (longest gap %.1f ms) during the cost change", s.Name, lost, s.Fault.Longest)
-			case s.Site && (s.Fault.Longest > 500 || s.Recovery.Longest > 500):
-				t.Errorf("%s: a gap of %.1f ms during the cost change (bound 500 ms)", s.Name, max(s.Fault.Longest, s.Recovery.Longest))
-			}
-			if lost > 0 {
-				t.Logf("%s: %d lost, longest gap %.1f ms", s.Name, lost, s.Fault.Longest)
-			}
-		}
 		elapsed := float64(time.Since(start).Milliseconds())
 		ospf1, bgp1 := uptime()
 		if ospf1 < ospf0+elapsed-2000 || bgp1 < bgp0+elapsed-2000 {
@@ -362,4 +373,32 @@ func mustJSON(t *testing.T, out string, v any) {
 	if err := json.Unmarshal([]byte(out), v); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
+}
+
+// observe runs fn while chaos observe measures the lab's probe streams,
+// and returns them.
+func (c *cli) observe(lab string, fn func()) []chaosStream {
+	c.t.Helper()
+	obs := c.cmd("chaos", "observe", "--name", lab, "--hold", "20s", "--baseline", "1s", "--json")
+	var stdout strings.Builder
+	stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
+	obs.Stdout, obs.Stderr = &stdout, stderr
+	if err := obs.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case <-stderr.seen:
+	case <-time.After(60 * time.Second):
+		obs.Process.Kill()
+		c.t.Fatalf("chaos observe never started observing:\n%s", stderr.String())
+	}
+	fn()
+	if err := obs.Wait(); err != nil {
+		c.t.Errorf("chaos observe: %v\n%s", err, stderr.String())
+	}
+	var cr chaosReport
+	if err := json.Unmarshal([]byte(stdout.String()), &cr); err != nil || len(cr.Runs) != 1 {
+		c.t.Fatalf("chaos observe --json: %v\n%s", err, stdout.String())
+	}
+	return cr.Runs[0].Streams
 }

@@ -286,9 +286,17 @@ func keyfile(r *plan.Router, d *device) []byte {
 				addrs = append(addrs, a)
 			}
 		}
-		if len(addrs) == 0 {
+		switch {
+		case len(addrs) == 0 && fam == 6 && d.kind == linux.KindVRF:
+			// "disabled" sets disable_ipv6 on the VRF device, and the
+			// kernel then drops every IPv6 packet the VRF delivers
+			// locally (a VPN label popped into the VRF for the PE's own
+			// address: ping vrf, BGP to a remote CE's link): IPv4 works,
+			// IPv6 silently not. "ignore" leaves IPv6 on, unconfigured.
+			w("method=ignore")
+		case len(addrs) == 0:
 			w("method=disabled")
-		} else {
+		default:
 			w("method=manual")
 			for i, a := range addrs {
 				w("address%d=%s", i+1, a)
