@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/deploy"
+	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/lab"
 	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
@@ -59,7 +60,7 @@ routers).`,
 					}
 				}
 				p, nodes, where, backend = s.Config.Plan, s, s.Paths.Name, s.Backend()
-			case err != nil && f.file == "":
+			case err != nil && !deployedIntent(f.file):
 				return fmt.Errorf("verify: %w", err)
 			default:
 				// No lab: the routers deploy configured, over SSH.
@@ -157,4 +158,23 @@ func failingNames(r *verify.Report, n int) string {
 		return strings.Join(names[:n], "; ") + fmt.Sprintf("; %d more", len(names)-n)
 	}
 	return strings.Join(names, "; ")
+}
+
+// deployedIntent reports whether the intent file describes routers that
+// deploy configures (a router has a host): then verify without a lab
+// means those routers.
+func deployedIntent(path string) bool {
+	if path == "" || path == "-" {
+		return false
+	}
+	doc, err := intent.LoadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, r := range doc.Intent.Routers {
+		if r.Host != nil {
+			return true
+		}
+	}
+	return false
 }

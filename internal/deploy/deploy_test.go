@@ -132,11 +132,11 @@ routers:
 func TestLoadInventoryStrict(t *testing.T) {
 	path := writeInventory(t, "routers:\n  pe101: {adress: 192.0.2.1}\n")
 	_, err := LoadInventory(path)
-	if err == nil || !strings.Contains(err.Error(), path+": ") || !strings.Contains(err.Error(), "field adress not found") {
+	if err == nil || !strings.Contains(err.Error(), path+":2: ") || !strings.Contains(err.Error(), `unknown field "adress"`) {
 		t.Errorf("misspelt field: %v", err)
 	}
 	path = writeInventory(t, "routers:\n  pe101: {password: hunter2}\n")
-	if _, err := LoadInventory(path); err == nil || !strings.Contains(err.Error(), "field password not found") {
+	if _, err := LoadInventory(path); err == nil || !strings.Contains(err.Error(), `unknown field "password"`) {
 		t.Errorf("a password must be refused: %v", err)
 	}
 }

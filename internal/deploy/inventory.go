@@ -69,7 +69,22 @@ func LoadInventory(path string) (*Inventory, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(inv); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		// yaml names Go types ("field x not found in type deploy.Access"):
+		// say it in the file's terms.
+		var msgs []string
+		for _, e := range te.Errors {
+			line, rest, ok := strings.Cut(strings.TrimPrefix(e, "line "), ": ")
+			if field, found := strings.CutPrefix(rest, "field "); ok && found {
+				field, _, _ = strings.Cut(field, " not found")
+				rest = fmt.Sprintf("unknown field %q: an inventory has defaults and routers, each with address, port, user, key, known_hosts, netns (no passwords: keys only)", field)
+			}
+			msgs = append(msgs, fmt.Sprintf("%s:%s: %s", path, line, rest))
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	return inv, nil
 }
