@@ -270,11 +270,19 @@ func (m *remote) apply(ctx context.Context, action string, n int) (string, error
 
 // switchTo makes generation n (or, for a rollback, an older one) the
 // running one. It runs as a transient systemd unit: if the SSH session
-// is lost, the switch still completes.
+// is lost, the switch still completes. Its output goes to a log file on
+// the router, read back when it ends: with --pipe the unit would write to
+// the session's pipe and die of SIGPIPE, half done, when the session goes.
 func (m *remote) switchTo(ctx context.Context, action string, n, program int) (string, error) {
 	unit := fmt.Sprintf("backbone-apply-%d-%d", n, time.Now().UnixNano()%1e6)
-	return m.run(ctx, fmt.Sprintf("systemd-run --quiet --wait --pipe --collect --unit=%s --property=TimeoutStartSec=300 /bin/sh %s/generations/%d/apply.sh %s %d 2>&1",
-		unit, Root, program, action, n))
+	return m.run(ctx, fmt.Sprintf(`mkdir -p %[1]s/log
+log=%[1]s/log/%[2]s.log
+systemd-run --quiet --wait --collect --unit=%[2]s --property=TimeoutStartSec=300 \
+	--property=StandardOutput=append:$log --property=StandardError=append:$log \
+	/bin/sh %[1]s/generations/%[3]d/apply.sh %[4]s %[5]d
+rc=$?
+cat "$log" 2>/dev/null
+exit $rc`, Root, unit, program, action, n))
 }
 
 // arm sets the automatic rollback to generation to, firing after d
@@ -308,8 +316,12 @@ func (m *remote) origin(ctx context.Context, n int) (parent int, run string, err
 	return parent, strings.TrimSpace(f[1]), err
 }
 
-// prune keeps the last keep generations besides 0 and the current one.
+// prune keeps the last keep generations besides 0 and the current one,
+// and the logs of the last 50 switches.
 func (m *remote) prune(ctx context.Context, keep int) error {
+	if _, err := m.run(ctx, fmt.Sprintf(`ls -t %s/log/*.log 2>/dev/null | tail -n +51 | xargs -r rm -f`, Root)); err != nil {
+		return err
+	}
 	var old []string
 	for i, g := range m.generations {
 		if g != 0 && g != m.current && i < len(m.generations)-keep {

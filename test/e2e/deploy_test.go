@@ -328,6 +328,53 @@ routers:
 			}
 		}
 	})
+
+	t.Run("a deploy killed mid-switch: the router finishes its switch", func(t *testing.T) {
+		c := c.with(t)
+		gen := func(r string) string {
+			return strings.TrimSpace(on(r, "sh", "-c", "readlink /var/lib/backbone/current"))
+		}
+		before := gen("pe101")
+		cmd := c.cmd("deploy", "-f", costFile)
+		stderr := &watch{want: "pe101: switching to generation", seen: make(chan struct{})}
+		cmd.Stderr = stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-stderr.seen:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("the deploy never switched pe101:\n%s", stderr.String())
+		}
+		// The operator's session dies with the process: SIGKILL, no
+		// chance to clean up, the SSH connections cut.
+		cmd.Process.Kill()
+		cmd.Wait()
+		deadline := time.Now().Add(60 * time.Second)
+		applying := func() bool {
+			return strings.TrimSpace(on("pe101", "sh", "-c", "systemctl list-units --no-legend --state=active 'backbone-apply-*' | wc -l")) != "0"
+		}
+		for gen("pe101") == before || applying() {
+			if time.Now().After(deadline) {
+				t.Fatalf("pe101 did not finish its switch after the deploy was killed: current %s", gen("pe101"))
+			}
+			time.Sleep(time.Second)
+		}
+		if out := on("pe101", "vtysh", "-c", "show running-config"); !strings.Contains(out, "ip ospf cost 20") {
+			t.Errorf("pe101 switched its files but runs:\n%s", out)
+		}
+		if n := strings.TrimSpace(on("pe201", "sh", "-c", "grep -c 'ospf cost 20' /etc/frr/frr.conf || true")); n != "0" {
+			t.Errorf("pe201 was changed although the deploy was killed before it")
+		}
+		// Running the same deploy again completes it.
+		out, errOut, err := c.run("deploy", "-f", costFile, "--json")
+		rep := parseDeploy(t, out, errOut)
+		if s := rep.status(); err != nil || s["pe101"] != "unchanged" || s["pe201"] != "deployed" {
+			t.Errorf("the deploy run again: err=%v statuses %v\n%s", err, s, errOut)
+		}
+		c.verifyGreen(lab, 60*time.Second)
+	})
 }
 
 type deployReport struct {
