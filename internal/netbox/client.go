@@ -66,7 +66,14 @@ func (e *APIError) Error() string {
 	case http.StatusNotFound:
 		hint = ": not found (is this a NetBox 4.x API URL?)"
 	}
-	return fmt.Sprintf("%s %s: %d %s: %s%s", e.Method, e.URL, e.Status, http.StatusText(e.Status), strings.TrimSpace(e.Body), hint)
+	body := strings.TrimSpace(e.Body)
+	switch {
+	case strings.HasPrefix(body, "<"):
+		body = "(an HTML page, not an API answer)"
+	case len(body) > 2000:
+		body = body[:2000] + "..."
+	}
+	return fmt.Sprintf("%s %s: %d %s: %s%s", e.Method, e.URL, e.Status, http.StatusText(e.Status), body, hint)
 }
 
 // auth is the Authorization header: v2 tokens (nbt_<key>.<secret>) are
