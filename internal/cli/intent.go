@@ -43,7 +43,7 @@ func loadPlan(path string, w io.Writer) (*intent.Document, *plan.Plan, error) {
 // loadPlanFrom is loadPlan with "-" reading from stdin (the command's, so
 // that in-process runs and tests can feed it).
 func loadPlanFrom(path string, stdin io.Reader, w io.Writer) (*intent.Document, *plan.Plan, error) {
-	doc, err := intent.LoadFrom(path, stdin)
+	doc, err := loadIntent(path, stdin)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -74,7 +74,7 @@ func newValidateCmd(e *env) *cobra.Command {
 		Short: "Check an intent and report every problem at once (exit 1 on any error)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			doc, err := intent.LoadFrom(path, e.stdin)
+			doc, err := loadIntent(path, e.stdin)
 			if err != nil {
 				return &ExitError{Code: 1, Err: err}
 			}

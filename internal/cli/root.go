@@ -108,4 +108,5 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newLabVMAgentCmd,
 	newChaosCmd,
 	newDeployCmd,
+	newNetBoxCmd,
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/deploy"
-	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/lab"
 	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
@@ -167,7 +166,7 @@ func deployedIntent(path string) bool {
 	if path == "" || path == "-" {
 		return false
 	}
-	doc, err := intent.LoadFile(path)
+	doc, err := loadIntent(path, nil)
 	if err != nil {
 		return false
 	}

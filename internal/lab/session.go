@@ -62,6 +62,10 @@ func Resolve(name, intentPath string) (string, error) {
 		}
 		return name, nil
 	}
+	if n, ok := strings.CutPrefix(intentPath, "netbox://"); ok {
+		// A backbone in NetBox (-f netbox://NAME) is its lab's name.
+		return Resolve(n, "")
+	}
 	if intentPath != "" {
 		doc, err := intent.LoadFile(intentPath)
 		if err != nil {

@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if netboxStarted {
+		exec.Command("../../scripts/netbox-server", "down").Run()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
