@@ -128,3 +128,29 @@ func TestNewChecks(t *testing.T) {
 		t.Errorf("no token: %v", err)
 	}
 }
+
+// Unreachable and slow servers: retried, then an error naming the URL.
+func TestUnreachableAndSlow(t *testing.T) {
+	c, err := New("http://127.0.0.1:1", "0123456789abcdef0123456789abcdef01234567")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Backoff = time.Millisecond
+	_, err = c.Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "GET http://127.0.0.1:1/api/status/") || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("unreachable: %v", err)
+	}
+	if c.Requests != 4 {
+		t.Errorf("unreachable: %d tries, want 4", c.Requests)
+	}
+	slow := testClient(t, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		fmt.Fprint(w, `{"netbox-version": "4.7.3"}`)
+	}, "0123456789abcdef0123456789abcdef01234567")
+	slow.HTTP.Timeout = 50 * time.Millisecond
+	slow.Retries = 1
+	_, err = slow.Status(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "Client.Timeout exceeded") || slow.Requests != 2 {
+		t.Errorf("slow: %v after %d requests", err, slow.Requests)
+	}
+}

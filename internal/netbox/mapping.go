@@ -104,6 +104,9 @@ func NewKinds(name string) *Kinds {
 		}}
 	k.Prefix = &Kind{Name: "prefix", Path: "/api/ipam/prefixes/", Filter: filter, Check: check,
 		Key: func(m map[string]any, _ *IDs) string { return fmt.Sprint(m["prefix"]) + "|" + nested(m, "vrf", "name") }}
+	for _, owned := range []*Kind{k.Cluster, k.ConfigContext, k.RouteTarget, k.VRF, k.VM, k.Interface, k.IP, k.TunnelGroup, k.Tunnel, k.Termination, k.Prefix} {
+		owned.Owned = true
+	}
 	return k
 }
 

@@ -30,6 +30,11 @@ type Kind struct {
 	// they refer to exists (a virtual machine's primary IPs, which must
 	// be addresses already on its interfaces).
 	Of *Kind
+	// Owned: every live object this kind's filter selects is the
+	// backbone's (tagged with its tag), so one the backbone no longer
+	// wants is deleted. Shared kinds (tags, custom fields, roles) are
+	// never deleted.
+	Owned bool
 }
 
 // Ref is a reference to another object backbone wants, resolved to its
@@ -85,7 +90,7 @@ func (m *IDs) KeyOf(k *Kind, id int) string {
 
 // Change is one write a sync makes (or would make).
 type Change struct {
-	Action string   `json:"action"` // create, update
+	Action string   `json:"action"` // create, update, delete
 	Kind   string   `json:"kind"`
 	Key    string   `json:"key"`
 	ID     int      `json:"id,omitempty"`
@@ -193,6 +198,38 @@ func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun b
 			if err := c.Do(ctx, http.MethodPatch, k.Path, nil, upd, nil); err != nil {
 				return changes, ids, fmt.Errorf("updating %d %s (%s): %w", len(upd), k.Name, keys(updates), err)
 			}
+		}
+	}
+	// Deletes last, dependents first: what the intent no longer has.
+	wanted := map[*Kind]map[string]bool{}
+	for _, o := range want {
+		if wanted[o.Kind] == nil {
+			wanted[o.Kind] = map[string]bool{}
+		}
+		wanted[o.Kind][o.Key] = true
+	}
+	for i := len(kinds) - 1; i >= 0; i-- {
+		k := kinds[i]
+		if !k.Owned || k.Of != nil {
+			continue
+		}
+		var gone []map[string]any
+		var goneKeys []string
+		for key, m := range live[k] {
+			if !wanted[k][key] {
+				gone = append(gone, map[string]any{"id": m["id"]})
+				goneKeys = append(goneKeys, key)
+			}
+		}
+		sort.Strings(goneKeys)
+		for _, key := range goneKeys {
+			changes = append(changes, Change{Action: "delete", Kind: k.Name, Key: key, ID: int(live[k][key]["id"].(float64))})
+		}
+		if dryRun || len(gone) == 0 {
+			continue
+		}
+		if err := c.Do(ctx, http.MethodDelete, k.Path, nil, gone, nil); err != nil {
+			return changes, ids, fmt.Errorf("deleting %d %s (%s): %w", len(gone), k.Name, strings.Join(goneKeys, ", "), err)
 		}
 	}
 	return changes, ids, nil

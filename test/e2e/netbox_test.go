@@ -185,6 +185,24 @@ func TestNetBoxRoundTrip(t *testing.T) {
 		t.Errorf("push after the NetBox edit: %v %+v, want one update of tunnel pe101-pe201", err, back.Changes)
 	}
 
+	// A prefix removed from the intent: --dry-run says so (exit 2), the
+	// push deletes exactly that prefix; putting it back creates it.
+	smaller := filepath.Join(dir, "smaller.yaml")
+	writeFile(t, smaller, intenttest.MustEdit(t, intenttest.EditDefault(t, "name: default", "name: "+name),
+		`prefixes: [192.168.2.0/24, "fd00:2::/64"]`, `prefixes: [192.168.2.0/24]`))
+	if _, _, err := c.run("netbox", "push", "-f", smaller, "--dry-run"); err == nil || !strings.Contains(err.Error(), "exit status 2") {
+		t.Errorf("push --dry-run of a change: %v, want exit status 2", err)
+	}
+	out, errOut, err := c.run("netbox", "push", "-f", smaller, "--json")
+	var del pushReport
+	json.Unmarshal([]byte(out), &del)
+	if err != nil || len(del.Changes) != 1 || del.Changes[0].Action != "delete" || del.Changes[0].Key != "fd00:2::/64|cust-a" {
+		t.Errorf("push without a prefix: %v %+v\n%s", err, del.Changes, errOut)
+	}
+	if again, err := push(); err != nil || len(again.Changes) != 1 || again.Changes[0].Action != "create" {
+		t.Errorf("push with the prefix again: %v %+v", err, again.Changes)
+	}
+
 	// The lab from NetBox.
 	c.run("lab", "down", "--name", name)
 	t.Cleanup(func() { c.run("lab", "down", "--name", name) })
