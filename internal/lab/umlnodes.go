@@ -9,6 +9,7 @@ import (
 	"github.com/backbone-net/backbone/internal/lab/netconf"
 	"github.com/backbone-net/backbone/internal/lab/uml"
 	"github.com/backbone-net/backbone/internal/layout"
+	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
 // umlMemoryMiB is each router kernel's memory (allocated as used).
@@ -22,12 +23,21 @@ func (s *Session) bootMachine(ctx context.Context, name string) (*uml.Machine, e
 		return nil, err
 	}
 	p := s.Paths
+	// Each NIC is created with its planned MTU: UML's vector NIC keeps
+	// a maximum MTU of 1500 whatever it starts with, so a jumbo MTU can
+	// only be the one it boots with, never set later.
+	mtus := map[string]int{}
+	if r := s.Config.Plan.Router(name); r != nil {
+		for _, d := range linux.Render(s.Config.Plan, r).Devices {
+			mtus[d.Name] = d.MTU
+		}
+	}
 	var nics []uml.NIC
 	var hostEnds []string
 	for _, w := range wires(s.Config.Plan) {
 		for _, end := range [][2]string{{w.aNode, w.aDev}, {w.bNode, w.bDev}} {
 			if end[0] == name {
-				nics = append(nics, uml.NIC{HostIf: end[1], MAC: uml.NICMAC(name, end[1]), Name: end[1]})
+				nics = append(nics, uml.NIC{HostIf: end[1], MAC: uml.NICMAC(name, end[1]), Name: end[1], MTU: mtus[end[1]]})
 				hostEnds = append(hostEnds, end[1])
 			}
 		}

@@ -115,6 +115,9 @@ var algNames = map[string]string{
 	"prfsha256": "PRF_HMAC_SHA2_256", "prfsha384": "PRF_HMAC_SHA2_384", "prfsha512": "PRF_HMAC_SHA2_512",
 	"x25519": "CURVE_25519", "curve25519": "CURVE_25519", "x448": "CURVE_448", "ecp256": "ECP_256", "ecp384": "ECP_384",
 	"ecp521": "ECP_521", "modp2048": "MODP_2048", "modp3072": "MODP_3072", "modp4096": "MODP_4096",
+	// An IKE proposal without a PRF takes it from its integrity
+	// algorithm (aes256-sha384-ecp384: PRF_HMAC_SHA2_384).
+	"sha256": "PRF_HMAC_SHA2_256", "sha384": "PRF_HMAC_SHA2_384", "sha512": "PRF_HMAC_SHA2_512",
 }
 
 // expectedAlgs returns the strongSwan names of a proposal's words.

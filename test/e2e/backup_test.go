@@ -125,3 +125,22 @@ func TestQemuSmoke(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// TestJumboIPv4TunnelMode runs the variant furthest from the default: an
+// IPv4 underlay with a 9000-byte MTU (UML's NICs can only boot with a
+// jumbo MTU: their maximum stays 1500), ESP tunnel mode with UDP
+// encapsulation, CBC proposals, default OSPF timers.
+func TestJumboIPv4TunnelMode(t *testing.T) {
+	t.Parallel()
+	needLab(t)
+	var y []byte
+	for _, v := range intenttest.Variants(t) {
+		if v.Name == "ipv4-underlay-tunnel-cbc" {
+			y = intenttest.MustEdit(t, v.YAML, "name: default", "name: jumbo")
+		}
+	}
+	c := newCLI(t)
+	c.labUp("jumbo", y)
+	rep := c.verifyGreen("jumbo", 90*time.Second)
+	t.Logf("verify: %d checks passed", rep.Passed)
+}

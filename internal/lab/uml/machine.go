@@ -65,6 +65,9 @@ type NIC struct {
 	HostIf string
 	MAC    string
 	Name   string
+	// MTU the NIC boots with (0: 1500). The vector driver's maximum MTU
+	// stays 1500: above that, this is the only way to get it.
+	MTU int
 }
 
 // Spec describes a machine to start.
@@ -198,7 +201,11 @@ func cmdline(s Spec, cfgPath string) []string {
 		fmt.Sprintf("vec0:transport=tap,ifname=%s,mac=%s", ControlTap, controlMAC),
 	}
 	for i, n := range s.NICs {
-		args = append(args, fmt.Sprintf("vec%d:transport=raw,ifname=%s,mac=%s", i+1, n.HostIf, n.MAC))
+		arg := fmt.Sprintf("vec%d:transport=raw,ifname=%s,mac=%s", i+1, n.HostIf, n.MAC)
+		if n.MTU > 1500 {
+			arg += fmt.Sprintf(",mtu=%d", n.MTU)
+		}
+		args = append(args, arg)
 	}
 	return append(args, "init="+s.Binary, "--", InitCommand, cfgPath)
 }
