@@ -239,17 +239,7 @@ func TestDefaultBackbone(t *testing.T) {
 		c := c.with(t)
 		cmd := c.cmd("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "60s", "--baseline", "1s", "--json")
 		var stdout strings.Builder
-		stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
-		cmd.Stdout, cmd.Stderr = &stdout, stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-stderr.seen:
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("chaos never injected:\n%s", stderr.String())
-		}
+		stderr := c.startUntil(cmd, &stdout, "run 1: inject", "chaos never injected")
 		time.Sleep(time.Second)
 		cmd.Process.Signal(syscall.SIGINT)
 		err := cmd.Wait()

@@ -345,17 +345,7 @@ routers:
 		}
 		before := gen("pe101")
 		cmd := c.cmd("deploy", "-f", costFile)
-		stderr := &watch{want: "pe101: switching to generation", seen: make(chan struct{})}
-		cmd.Stderr = stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-stderr.seen:
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			t.Fatalf("the deploy never switched pe101:\n%s", stderr.String())
-		}
+		stderr := c.startUntil(cmd, nil, "pe101: switching to generation", "the deploy never switched pe101")
 		applying := func() bool {
 			return strings.TrimSpace(on("pe101", "sh", "-c", "systemctl list-units --no-legend --state=active,activating 'backbone-apply-*' | wc -l")) != "0"
 		}
@@ -447,17 +437,7 @@ func (c *cli) observe(lab string, fn func()) []chaosStream {
 	c.t.Helper()
 	obs := c.cmd("chaos", "observe", "--name", lab, "--hold", "20s", "--baseline", "1s", "--json")
 	var stdout strings.Builder
-	stderr := &watch{want: "run 1: inject", seen: make(chan struct{})}
-	obs.Stdout, obs.Stderr = &stdout, stderr
-	if err := obs.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	select {
-	case <-stderr.seen:
-	case <-time.After(60 * time.Second):
-		obs.Process.Kill()
-		c.t.Fatalf("chaos observe never started observing:\n%s", stderr.String())
-	}
+	stderr := c.startUntil(obs, &stdout, "run 1: inject", "chaos observe never started observing")
 	fn()
 	if err := obs.Wait(); err != nil {
 		c.t.Errorf("chaos observe: %v\n%s", err, stderr.String())

@@ -23,17 +23,7 @@ func TestDownAfterKill(t *testing.T) {
 	t.Cleanup(func() { c.run("lab", "down", "--name", lab) })
 	cmd := c.cmd("lab", "up", "-f", path)
 	// A router printed "booted": its daemons start right after.
-	stderr := &watch{want: " booted in ", seen: make(chan struct{})}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-stderr.seen:
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("lab up never reached its daemons:\n%s", stderr.String())
-	}
+	c.startUntil(cmd, nil, " booted in ", "lab up never reached its daemons")
 	time.Sleep(1500 * time.Millisecond)
 	cmd.Process.Kill()
 	cmd.Wait()

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -232,4 +233,23 @@ func (c *cli) frrNormalForm(lab, router, path string) {
 	if len(changes) > 0 {
 		c.t.Errorf("%s: frr-reload.py would change %q: the rendered frr.conf is not in FRR's normal form", router, changes)
 	}
+}
+
+// startUntil starts the command (its stdout into stdout, if not nil) and
+// returns once its standard error says want; after 60 s without it, the
+// command is killed and the test fails saying what never happened.
+func (c *cli) startUntil(cmd *exec.Cmd, stdout io.Writer, want, never string) *watch {
+	c.t.Helper()
+	stderr := &watch{want: want, seen: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	select {
+	case <-stderr.seen:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		c.t.Fatalf("%s:\n%s", never, stderr.String())
+	}
+	return stderr
 }
