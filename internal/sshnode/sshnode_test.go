@@ -114,6 +114,27 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// tcpServer listens on a loopback port until the test ends, handing
+// each connection to handle; it returns the port.
+func tcpServer(t *testing.T, handle func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			handle(c)
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
 func startSSHD(t *testing.T, o sshdOptions) *testSSHD {
 	t.Helper()
 	requireSSHD(t)
@@ -947,25 +968,24 @@ func TestReach(t *testing.T) {
 
 	t.Run("silent", func(t *testing.T) {
 		// Something accepts the connection and says nothing.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+		var mu sync.Mutex
+		var silent []net.Conn
+		t.Cleanup(func() {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, c := range silent {
+				c.Close()
 			}
-		}()
+		})
 		tg := tg
-		tg.Port = l.Addr().(*net.TCPAddr).Port
+		tg.Port = tcpServer(t, func(c net.Conn) {
+			mu.Lock()
+			defer mu.Unlock()
+			silent = append(silent, c)
+		})
 		tg.Timeout = 300 * time.Millisecond
 		start := time.Now()
-		err = dialErr(t, tg)
+		err := dialErr(t, tg)
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("Dial took %s with a 300ms timeout", d)
 		}
@@ -976,23 +996,11 @@ func TestReach(t *testing.T) {
 	})
 
 	t.Run("not ssh", func(t *testing.T) {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				_, _ = c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
-				c.Close()
-			}
-		}()
 		tg := tg
-		tg.Port = l.Addr().(*net.TCPAddr).Port
+		tg.Port = tcpServer(t, func(c net.Conn) {
+			_, _ = c.Write([]byte("HTTP/1.0 400 Bad Request\r\n\r\n"))
+			c.Close()
+		})
 		wantContains(t, dialErr(t, tg), fmt.Sprintf("pe101: SSH handshake with 127.0.0.1 port %d failed: ", tg.Port), "check that sshd (and not another service) runs there")
 	})
 
