@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/backbone-net/backbone/internal/intent"
 )
@@ -19,26 +18,9 @@ import (
 func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	k := NewKinds(name)
 	kinds := []*Kind{k.ConfigContext, k.VRF, k.VM, k.Interface, k.IP, k.Tunnel, k.Termination, k.Prefix}
-	live := map[*Kind][]map[string]any{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var errs []string
-	for _, kind := range kinds {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			objs, err := listKind(ctx, c, kind)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err.Error())
-			}
-			live[kind] = objs
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("netbox pull %s:\n%s", name, strings.Join(errs, "\n"))
+	live, err := listKinds(ctx, c, kinds)
+	if err != nil {
+		return nil, fmt.Errorf("netbox pull %s:\n%w", name, err)
 	}
 	var problems []string
 	bad := func(kind *Kind, m map[string]any, format string, args ...any) {

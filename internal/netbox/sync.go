@@ -105,37 +105,28 @@ type Change struct {
 // created twice.
 func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun bool) ([]Change, *IDs, error) {
 	ids := newIDs()
-	live := map[*Kind]map[string]map[string]any{}
-	// Reads of all kinds at once: they do not depend on each other
-	// (references are compared by id, resolved through ids afterwards).
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
+	var read []*Kind
 	for _, k := range kinds {
-		if k.Of != nil {
-			continue // read as its own kind
+		if k.Of == nil { // an Of kind is read as its own kind
+			read = append(read, k)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			objs, err := readKind(ctx, c, k, ids)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			live[k] = objs
-		}()
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, nil, errs[0]
+	// References are compared by id, resolved through ids afterwards: the
+	// kinds can be read all at once.
+	lists, err := listKinds(ctx, c, read)
+	if err != nil {
+		return nil, nil, err
+	}
+	live := map[*Kind]map[string]map[string]any{}
+	for _, k := range read {
+		if live[k], err = keyed(k, lists[k], ids); err != nil {
+			return nil, nil, err
+		}
 	}
 	var changes []Change
 	for _, k := range kinds {
 		var creates, updates []Object
-		var upd []map[string]any
+		var bodies, upd []map[string]any
 		for _, o := range want {
 			if o.Kind != k {
 				continue
@@ -154,7 +145,7 @@ func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun b
 			} else if c, ok := live[k][o.Key]; ok {
 				cur, id = c, int(c["id"].(float64))
 			} else {
-				creates = append(creates, o)
+				creates, bodies = append(creates, o), append(bodies, body)
 				changes = append(changes, Change{Action: "create", Kind: k.Name, Key: o.Key})
 				continue
 			}
@@ -178,14 +169,6 @@ func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun b
 			continue
 		}
 		if len(creates) > 0 {
-			var bodies []map[string]any
-			for _, o := range creates {
-				b, err := o.body(ids)
-				if err != nil {
-					return changes, ids, err
-				}
-				bodies = append(bodies, b)
-			}
 			var made []map[string]any
 			if err := c.Do(ctx, http.MethodPost, k.Path, nil, bodies, &made); err != nil {
 				return changes, ids, fmt.Errorf("creating %d %s (%s): %w", len(creates), k.Name, keys(creates), err)
@@ -277,11 +260,31 @@ func listKind(ctx context.Context, c *Client, k *Kind) ([]map[string]any, error)
 	return out, nil
 }
 
-func readKind(ctx context.Context, c *Client, k *Kind, ids *IDs) (map[string]map[string]any, error) {
-	objs, err := listKind(ctx, c, k)
-	if err != nil {
-		return nil, err
+// listKinds lists the objects of every kind at once.
+func listKinds(ctx context.Context, c *Client, kinds []*Kind) (map[*Kind][]map[string]any, error) {
+	out := map[*Kind][]map[string]any{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var errs []error
+	for _, k := range kinds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			objs, err := listKind(ctx, c, k)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			out[k] = objs
+		}()
 	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+// keyed indexes a kind's live objects by natural key, recording their ids.
+func keyed(k *Kind, objs []map[string]any, ids *IDs) (map[string]map[string]any, error) {
 	out := map[string]map[string]any{}
 	for _, m := range objs {
 		key := k.Key(m, ids)
