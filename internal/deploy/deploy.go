@@ -430,7 +430,7 @@ func (r *router) rollback(ctx context.Context, o Options) {
 // CEs) are up.
 func (r *router) check(ctx context.Context, o Options, peers []string) error {
 	deadline := time.Now().Add(o.StepTimeout)
-	nodes := single{r.name, r.client}
+	nodes := &Hosts{clients: map[string]*sshnode.Client{r.name: r.client}}
 	for {
 		res := verify.Neighbours(ctx, o.Plan, nodes, r.name, peers)
 		var failed []string
@@ -448,19 +448,6 @@ func (r *router) check(ctx context.Context, o Options, peers []string) error {
 		}
 		time.Sleep(time.Second)
 	}
-}
-
-// single is the node set of one router.
-type single struct {
-	name string
-	r    node.Runner
-}
-
-func (s single) Node(name string) (node.Runner, error) {
-	if name != s.name {
-		return nil, fmt.Errorf("%s is not reachable from this step", name)
-	}
-	return s.r, nil
 }
 
 func orNone(xs []string) string {
