@@ -36,6 +36,14 @@ func (f *deployFlags) targets(e *env) (*plan.Plan, []sshnode.Target, string, err
 	if err != nil {
 		return nil, nil, "", err
 	}
+	ts, src, err := f.targetsFor(p)
+	return p, ts, src, err
+}
+
+// targetsFor resolves the inventory for a plan: the SSH targets and where
+// they were read from.
+func (f *deployFlags) targetsFor(p *plan.Plan) ([]sshnode.Target, string, error) {
+	var err error
 	inv := &deploy.Inventory{}
 	path := f.inventory
 	if path == "" && f.file != "" && f.file != "-" {
@@ -50,21 +58,21 @@ func (f *deployFlags) targets(e *env) (*plan.Plan, []sshnode.Target, string, err
 	}
 	if path != "" {
 		if inv, err = deploy.LoadInventory(path); err != nil {
-			return nil, nil, "", err
+			return nil, "", err
 		}
 	}
 	ts, err := inv.Targets(p, f.acceptNew)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, "", err
 	}
 	if len(ts) == 0 {
-		return nil, nil, "", fmt.Errorf("intent %q has no router to deploy: give its PE and P routers a host: {os: ..., network: ...}", p.Name)
+		return nil, "", fmt.Errorf("intent %q has no router to deploy: give its PE and P routers a host: {os: ..., network: ...}", p.Name)
 	}
 	src := "defaults (no inventory file)"
 	if path != "" {
 		src = path
 	}
-	return p, ts, src, nil
+	return ts, src, nil
 }
 
 func newDeployCmd(e *env) *cobra.Command {

@@ -47,6 +47,16 @@ func loadPlanFrom(path string, stdin io.Reader, w io.Writer) (*intent.Document, 
 	if err != nil {
 		return nil, nil, err
 	}
+	p, err := planDoc(doc, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	return doc, p, nil
+}
+
+// planDoc validates and plans a loaded intent, printing warnings and
+// errors to w.
+func planDoc(doc *intent.Document, w io.Writer) (*plan.Plan, error) {
 	p, ps := plan.Build(doc)
 	for _, pr := range ps.Warnings() {
 		fmt.Fprintf(w, "%s: warning: %s\n", doc.Source, pr)
@@ -55,9 +65,9 @@ func loadPlanFrom(path string, stdin io.Reader, w io.Writer) (*intent.Document, 
 		for _, pr := range errs {
 			fmt.Fprintf(w, "%s: error: %s\n", doc.Source, pr)
 		}
-		return nil, nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: %d error(s); nothing was written", doc.Source, len(errs))}
+		return nil, &ExitError{Code: 1, Err: fmt.Errorf("%s: %d error(s); nothing was written", doc.Source, len(errs))}
 	}
-	return doc, p, nil
+	return p, nil
 }
 
 func writeJSON(w io.Writer, v any) error {

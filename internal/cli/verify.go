@@ -12,10 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/deploy"
+	"github.com/backbone-net/backbone/internal/intent"
 	"github.com/backbone-net/backbone/internal/lab"
 	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
-	"github.com/backbone-net/backbone/internal/sshnode"
 	"github.com/backbone-net/backbone/internal/verify"
 )
 
@@ -59,15 +59,25 @@ routers).`,
 					}
 				}
 				p, nodes, where, backend = s.Config.Plan, s, s.Paths.Name, s.Backend()
-			case err != nil && !deployedIntent(f.file):
+			case err != nil && f.file == "":
 				return fmt.Errorf("verify: %w", err)
 			default:
-				// No lab: the routers deploy configured, over SSH.
+				// No lab: the routers deploy configured, over SSH. Without
+				// --deployed or --inventory that is what an intent whose
+				// routers have hosts means; any other meant a lab.
+				doc, lerr := loadIntent(f.file, e.stdin)
+				if err != nil && (lerr != nil || !hasHosts(doc.Intent)) {
+					return fmt.Errorf("verify: %w", err)
+				}
+				if lerr != nil {
+					return lerr
+				}
+				if p, lerr = planDoc(doc, e.stderr); lerr != nil {
+					return lerr
+				}
 				df := deployFlags{file: f.file, inventory: inventory, acceptNew: acceptNew}
-				var ts []sshnode.Target
-				var src string
-				var terr error
-				if p, ts, src, terr = df.targets(e); terr != nil {
+				ts, src, terr := df.targetsFor(p)
+				if terr != nil {
 					if err != nil {
 						return fmt.Errorf("verify: no lab: %v; and the deployed routers: %w", err, terr)
 					}
@@ -159,18 +169,10 @@ func failingNames(r *verify.Report, n int) string {
 	return strings.Join(names, "; ")
 }
 
-// deployedIntent reports whether the intent file describes routers that
-// deploy configures (a router has a host): then verify without a lab
-// means those routers.
-func deployedIntent(path string) bool {
-	if path == "" || path == "-" {
-		return false
-	}
-	doc, err := loadIntent(path, nil)
-	if err != nil {
-		return false
-	}
-	for _, r := range doc.Intent.Routers {
+// hasHosts reports whether the intent describes routers that deploy
+// configures (a router has a host).
+func hasHosts(in *intent.Intent) bool {
+	for _, r := range in.Routers {
 		if r.Host != nil {
 			return true
 		}
