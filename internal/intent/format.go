@@ -35,39 +35,33 @@ func prune(n *yaml.Node, depth int) {
 	for _, c := range n.Content {
 		prune(c, depth+1)
 	}
-	if n.Kind == yaml.SequenceNode && depth > 1 {
-		flow := len(n.Content) > 0
-		for _, c := range n.Content {
-			flow = flow && c.Kind == yaml.ScalarNode
+	if n.Kind == yaml.MappingNode {
+		var kept []*yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			empty := (v.Kind == yaml.ScalarNode && (v.Tag == "!!null" || (v.Tag == "!!str" && v.Value == ""))) ||
+				((v.Kind == yaml.SequenceNode || v.Kind == yaml.MappingNode) && len(v.Content) == 0)
+			// Below the top level only: the backbone's own asn stays.
+			zero := depth > 0 && zeroMeansDefault[k.Value] && v.Kind == yaml.ScalarNode && (v.Value == "0" || v.Value == "false")
+			if !empty && !zero {
+				kept = append(kept, k, v)
+			}
 		}
-		if flow {
-			n.Style = yaml.FlowStyle
+		n.Content = kept
+	}
+	// Lists of scalars, and short mappings of scalars (4 keys at most),
+	// read better on one line.
+	short := n.Kind == yaml.SequenceNode || (n.Kind == yaml.MappingNode && len(n.Content) <= 8)
+	if depth > 1 && short && len(n.Content) > 0 && allScalars(n.Content) {
+		n.Style = yaml.FlowStyle
+	}
+}
+
+func allScalars(ns []*yaml.Node) bool {
+	for _, c := range ns {
+		if c.Kind != yaml.ScalarNode {
+			return false
 		}
 	}
-	if n.Kind != yaml.MappingNode {
-		return
-	}
-	var kept []*yaml.Node
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		empty := (v.Kind == yaml.ScalarNode && (v.Tag == "!!null" || (v.Tag == "!!str" && v.Value == ""))) ||
-			((v.Kind == yaml.SequenceNode || v.Kind == yaml.MappingNode) && len(v.Content) == 0)
-		// Below the top level only: the backbone's own asn stays.
-		zero := depth > 0 && zeroMeansDefault[k.Value] && v.Kind == yaml.ScalarNode && (v.Value == "0" || v.Value == "false")
-		if empty || zero {
-			continue
-		}
-		kept = append(kept, k, v)
-	}
-	n.Content = kept
-	// Short mappings of scalars read better on one line.
-	if depth > 1 && len(n.Content) <= 8 {
-		flow := true
-		for _, c := range n.Content {
-			flow = flow && c.Kind == yaml.ScalarNode
-		}
-		if flow {
-			n.Style = yaml.FlowStyle
-		}
-	}
+	return true
 }
