@@ -72,12 +72,8 @@ func prepareBare(p layout.Lab, pl *plan.Plan) error {
 	if err != nil {
 		return err
 	}
-	var known []string
-	var inv strings.Builder
-	fmt.Fprintf(&inv, "# Written by backbone lab up --bare: how deploy reaches lab %q's routers.\n", p.Name)
-	fmt.Fprintf(&inv, "# Connections start in the lab's underlay namespace, as from the internet.\n")
-	fmt.Fprintf(&inv, "defaults:\n  user: root\n  key: %s\n  known_hosts: %s\n  netns: %s\n", p.SSHKey(), p.KnownHosts(), p.Netns(Underlay))
-	fmt.Fprintf(&inv, "routers:\n")
+	var known, routers []string
+	var t sshnode.Target
 	for _, r := range pl.Routers {
 		if r.Role == intent.RoleCE {
 			continue
@@ -90,10 +86,16 @@ func prepareBare(p layout.Lab, pl *plan.Plan) error {
 		if err != nil {
 			return fmt.Errorf("%s: image: %w", r.Name, err)
 		}
-		addr := bareAddress(r)
-		known = append(known, knownhosts.Line([]string{knownhosts.Normalize(addr.String())}, hostPub))
-		fmt.Fprintf(&inv, "  %s: {address: %q}\n", r.Name, addr.String())
+		t = bareTarget(p, r)
+		known = append(known, knownhosts.Line([]string{knownhosts.Normalize(t.Address)}, hostPub))
+		routers = append(routers, fmt.Sprintf("  %s: {address: %q}\n", r.Name, t.Address))
 	}
+	// The inventory says what bareTarget says, for deploy to read.
+	var inv strings.Builder
+	fmt.Fprintf(&inv, "# Written by backbone lab up --bare: how deploy reaches lab %q's routers.\n", p.Name)
+	fmt.Fprintf(&inv, "# Connections start in the lab's underlay namespace, as from the internet.\n")
+	fmt.Fprintf(&inv, "defaults:\n  user: %s\n  key: %s\n  known_hosts: %s\n  netns: %s\n", t.User, t.KeyFile, t.KnownHosts, t.Netns)
+	fmt.Fprintf(&inv, "routers:\n%s", strings.Join(routers, ""))
 	if err := os.WriteFile(p.KnownHosts(), []byte(strings.Join(known, "\n")+"\n"), 0o600); err != nil {
 		return err
 	}
@@ -254,9 +256,9 @@ func (s *Session) waitBare(ctx context.Context, name string, progress Progress) 
 	return nil
 }
 
-// BareTarget is how a bare router is reached over SSH: the inventory the
-// lab wrote says the same.
-func BareTarget(p layout.Lab, r *plan.Router) sshnode.Target {
+// bareTarget is how a bare router is reached over SSH (the lab's
+// inventory is written from it).
+func bareTarget(p layout.Lab, r *plan.Router) sshnode.Target {
 	return sshnode.Target{Name: r.Name, Address: bareAddress(r).String(), User: "root",
 		KeyFile: p.SSHKey(), KnownHosts: p.KnownHosts(), Netns: p.Netns(Underlay)}
 }
@@ -268,7 +270,7 @@ func (s *Session) sshNode(name string) (node.Runner, error) {
 	if c, ok := s.ssh[name]; ok {
 		return c, nil
 	}
-	c, err := sshnode.Dial(context.Background(), BareTarget(s.Paths, s.Config.Plan.Router(name)))
+	c, err := sshnode.Dial(context.Background(), bareTarget(s.Paths, s.Config.Plan.Router(name)))
 	if err != nil {
 		return nil, err
 	}
