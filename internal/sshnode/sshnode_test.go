@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/backbone-net/backbone/internal/lab/namespace"
+	"github.com/backbone-net/backbone/internal/lab/netconf"
 	"github.com/backbone-net/backbone/internal/node"
 )
 
@@ -1033,16 +1034,16 @@ func TestNetns(t *testing.T) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	ns := fmt.Sprintf("bbssh-test-%x", b)
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v\n%s", err, out)
+	if err := namespace.Create(ns); err != nil {
+		t.Skipf("cannot create a network namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v\n%s", ns, err, out)
+		if err := namespace.Delete(ns); err != nil {
+			t.Errorf("delete namespace %s: %v", ns, err)
 		}
 	})
-	if out, err := exec.Command("ip", "-n", ns, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
+	if err := namespace.Do(ns, func() error { return netconf.SetUp([]string{"lo"}) }); err != nil {
+		t.Fatal(err)
 	}
 	s := startSSHD(t, sshdOptions{netns: ns})
 
