@@ -146,7 +146,7 @@ generation on demand. Generations are kept on each router in /var/lib/backbone.`
 	f.register(cmd)
 	cmd.Flags().StringVar(&f.secrets, "secrets", "", "secrets store (default ~/.local/state/backbone/<name>.secrets.json)")
 	cmd.Flags().BoolVar(&diff, "diff", false, "only show what would change (exit 2 when something would)")
-	cmd.Flags().DurationVar(&confirm, "confirm", 0, "arm a rollback on each changed router that fires after this time unless `deploy confirm` runs (like commit confirmed)")
+	cmd.Flags().DurationVar(&confirm, "confirm", 0, "arm a rollback on each changed router that fires after this time unless \"backbone deploy confirm\" runs (like commit confirmed)")
 	cmd.Flags().BoolVar(&atomic, "atomic", false, "when a router fails, roll back the routers this run changed too")
 	cmd.Flags().DurationVar(&stepTimeout, "step-timeout", 2*time.Minute, "how long a router's sessions with the routers done may take to come up")
 	cmd.AddCommand(newDeployConfirmCmd(e), newDeployRollbackCmd(e))

@@ -156,7 +156,7 @@ per machine (scripts/setup, or ` + "`backbone lab setup`" + `, decides it once).
 	cmd.Flags().BoolVar(&noVM, "no-vm", false, "same as --backend native")
 	_ = cmd.Flags().MarkDeprecated("vm", "use --backend tcg (or kvm)")
 	_ = cmd.Flags().MarkDeprecated("no-vm", "use --backend native")
-	cmd.Flags().BoolVar(&bare, "bare", false, "boot the routers as fresh hosts for `backbone deploy` (systemd, sshd, their network stack; nothing of the backbone configured); uml backend")
+	cmd.Flags().BoolVar(&bare, "bare", false, "boot the routers as fresh hosts for \"backbone deploy\" (systemd, sshd, their network stack; nothing of the backbone configured); uml backend")
 	cmd.Flags().BoolVar(&timings, "timings", false, "print the time from start to the first CE-to-CE packet, split by phase")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the lab's state (backend, nodes, timings) as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", 240*time.Second, "how long to wait for convergence")

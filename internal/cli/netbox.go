@@ -146,7 +146,7 @@ func newNetBoxPushCmd(e *env) *cobra.Command {
 	}
 	f.add(cmd)
 	intentFlag(cmd, &path)
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be created or updated, change nothing (exit 2 when something would)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be created, updated or deleted, change nothing (exit 2 when something would)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }

@@ -157,7 +157,7 @@ func newVMCheckCmd(e *env) *cobra.Command {
 	f.StringVar(&cfg.CacheDir, "cache-dir", qemu.DefaultCacheDir, "kernel cache directory")
 	f.StringVar(&cfg.StateDir, "state-dir", "", "VM state directory (default: a fresh one under /run/backbone)")
 	f.DurationVar(&cfg.BootTimeout, "timeout", 120*time.Second, "how long to wait for the guest agent")
-	f.BoolVar(&keep, "keep", false, "leave the VM running (stop it with `backbone vm stop --state-dir DIR`)")
+	f.BoolVar(&keep, "keep", false, "leave the VM running (stop it with \"backbone vm stop --state-dir DIR\")")
 	return c
 }
 
