@@ -1,6 +1,7 @@
 package netbox
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/backbone-net/backbone/internal/intent"
@@ -21,7 +22,7 @@ func TestDesiredIsClosed(t *testing.T) {
 		if p == nil {
 			t.Fatal(ps.Err())
 		}
-		want, kinds := Desired(doc.Intent, p)
+		want, kinds := Desired(doc.Intent, p, Options{Secrets: intenttest.PSKs{}})
 		order := map[*Kind]int{}
 		for i, k := range kinds.All() {
 			order[k] = i
@@ -79,6 +80,60 @@ func TestSameValue(t *testing.T) {
 	} {
 		if got := sameValue(c.want, c.live); got != c.same {
 			t.Errorf("sameValue(%v, %v) = %v", c.want, c.live, got)
+		}
+	}
+}
+
+func TestNBProposals(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []nbProposal
+	}{
+		{"aes256gcm16-prfsha384-ecp384", []nbProposal{{"aes-256-gcm", "", 20}}},
+		{"aes256-sha256-modp3072", []nbProposal{{"aes-256-cbc", "hmac-sha256", 15}}},
+		{"aes128gcm16-x25519,aes256-sha384-ecp521", []nbProposal{{"aes-128-gcm", "", 31}, {"aes-256-cbc", "hmac-sha384", 21}}},
+		{"aes256-aes128-sha512-sha256-curve448-esn", []nbProposal{{"aes-256-cbc", "hmac-sha512", 32}}},
+		{"chacha20poly1305-prfsha256-x25519", nil},
+		{"aes256gcm16-x25519,chacha20poly1305", nil},
+		{"x25519", nil},
+	} {
+		got, ok := nbProposals(c.in)
+		if ok != (c.want != nil) || !slices.Equal(got, c.want) {
+			t.Errorf("nbProposals(%q) = %v, %v; want %v", c.in, got, ok, c.want)
+		}
+	}
+}
+
+// Keys reach NetBox only when asked for.
+func TestDesiredSecrets(t *testing.T) {
+	p := intenttest.Plan(t, intent.DefaultYAML(), "default")
+	doc, err := intent.Load(intent.DefaultYAML(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, withKeys := range []bool{false, true} {
+		var opts Options
+		if withKeys {
+			opts.Secrets = intenttest.PSKs{}
+		}
+		want, kinds := Desired(doc.Intent, p, opts)
+		keyOf := map[string]string{}
+		for _, pl := range p.Links {
+			keyOf[TunnelName("default", pl.Name)] = intenttest.PSKs{}.PSK(plan.LinkKey(pl.Ends[0], pl.Ends[1]))
+		}
+		n := 0
+		for _, o := range want {
+			if o.Kind != kinds.IKEPolicy {
+				continue
+			}
+			n++
+			key, has := o.Fields["preshared_key"]
+			if has != withKeys || (withKeys && key != keyOf[o.Key]) {
+				t.Errorf("with keys %v: IKE policy %s: preshared_key %v", withKeys, o.Key, key)
+			}
+		}
+		if n != 4 {
+			t.Errorf("%d IKE policies, want 4", n)
 		}
 	}
 }

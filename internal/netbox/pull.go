@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/backbone-net/backbone/internal/intent"
+	"github.com/backbone-net/backbone/internal/plan"
 )
 
 // Pull reads the backbone called name from NetBox and returns its intent:
@@ -17,7 +19,7 @@ import (
 // NetBox object.
 func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	k := NewKinds(name)
-	kinds := []*Kind{k.ConfigContext, k.VRF, k.VM, k.Interface, k.IP, k.Tunnel, k.Termination, k.Prefix}
+	kinds := []*Kind{k.ConfigContext, k.VRF, k.VM, k.Device, k.Interface, k.DeviceInterface, k.IP, k.Tunnel, k.Termination, k.Prefix}
 	live, err := listKinds(ctx, c, kinds)
 	if err != nil {
 		return nil, fmt.Errorf("netbox pull %s:\n%w", name, err)
@@ -54,26 +56,24 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	}
 
 	// Interfaces and addresses per router.
-	type ifaceInfo struct {
-		m     map[string]any
-		addrs []netip.Prefix
-		vrf   string
-		roles []string
-	}
-	ifaces := map[string]*ifaceInfo{} // by interface id
+	// Routers are virtual machines (as push writes them) or devices: an
+	// interface is known by its object type and id.
+	ifaces := map[string]*ifaceInfo{} // by "type:id"
 	byVM := map[string][]*ifaceInfo{}
-	for _, m := range live[k.Interface] {
-		info := &ifaceInfo{m: m, vrf: nested(m, "vrf", "name")}
-		ifaces[fmt.Sprint(m["id"])] = info
-		vm := nested(m, "virtual_machine", "name")
-		byVM[vm] = append(byVM[vm], info)
+	for _, kind := range []*Kind{k.Interface, k.DeviceInterface} {
+		for _, m := range live[kind] {
+			info := &ifaceInfo{m: m, vrf: nested(m, "vrf", "name")}
+			ifaces[ifaceType[kind == k.Interface]+":"+fmt.Sprint(m["id"])] = info
+			vm := routerOf(m)
+			byVM[vm] = append(byVM[vm], info)
+		}
 	}
 	for _, m := range live[k.IP] {
-		if m["assigned_object_type"] != "virtualization.vminterface" {
-			bad(k.IP, m, "is not assigned to a VM interface")
+		info := ifaces[fmt.Sprint(m["assigned_object_type"])+":"+fmt.Sprint(m["assigned_object_id"])]
+		if m["assigned_object_type"] != ifaceType[true] && m["assigned_object_type"] != ifaceType[false] {
+			bad(k.IP, m, "is not assigned to an interface")
 			continue
 		}
-		info := ifaces[fmt.Sprint(m["assigned_object_id"])]
 		if info == nil {
 			bad(k.IP, m, "is assigned to an interface that is not the backbone's (tag %s)", Tag(name))
 			continue
@@ -102,9 +102,10 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	}
 
 	// Routers.
-	vms := live[k.VM]
+	vms := append(slices.Clone(live[k.VM]), live[k.Device]...)
 	sort.SliceStable(vms, func(i, j int) bool { return num(cf(vms[i], "bb_order")) < num(cf(vms[j], "bb_order")) })
-	ifName := map[string]string{} // interface id -> "vm/name" (for terminations)
+	ifName := map[string]string{} // "type:id" -> "vm/name" (for terminations)
+	seen := map[string]bool{}
 	for _, vm := range vms {
 		r := intent.Router{Name: fmt.Sprint(vm["name"])}
 		role := nested(vm, "role", "slug")
@@ -117,8 +118,12 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 			r.Host = &intent.Host{OS: strings.TrimPrefix(p, "bb-"), Network: str(cf(vm, "bb_network"))}
 		}
 		var loopbacks []string
+		if seen[r.Name] {
+			bad(k.VM, vm, "a virtual machine and a device of this backbone are both called %s: keep one", r.Name)
+		}
+		seen[r.Name] = true
 		for _, info := range byVM[r.Name] {
-			ifName[fmt.Sprint(info.m["id"])] = r.Name + "/" + fmt.Sprint(info.m["name"])
+			ifName[info.key()] = r.Name + "/" + fmt.Sprint(info.m["name"])
 			switch str(cf(info.m, "bb_kind")) {
 			case "underlay":
 				r.Underlay.Interface = fmt.Sprint(info.m["name"])
@@ -177,7 +182,7 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 		if ends[tn] == nil {
 			ends[tn] = map[string]string{}
 		}
-		id := fmt.Sprint(m["termination_id"])
+		id := fmt.Sprint(m["termination_type"]) + ":" + fmt.Sprint(m["termination_id"])
 		vm, _, _ := strings.Cut(ifName[id], "/")
 		if vm == "" {
 			bad(k.Termination, m, "ends on an interface that is not the backbone's")
@@ -225,7 +230,7 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 		if str(cf(info.m, "bb_kind")) != "site" {
 			continue
 		}
-		s := intent.Site{CE: str(cf(info.m, "bb_site_ce")), PE: nested(info.m, "virtual_machine", "name"), VRF: info.vrf, Routing: str(cf(info.m, "bb_routing"))}
+		s := intent.Site{CE: str(cf(info.m, "bb_site_ce")), PE: routerOf(info.m), VRF: info.vrf, Routing: str(cf(info.m, "bb_routing"))}
 		for _, p := range info.addrs {
 			if p.Addr().Is4() {
 				s.IPv4 = p.Masked().String()
@@ -237,7 +242,7 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	}
 	sort.SliceStable(sites, func(i, j int) bool { return sites[i].order < sites[j].order })
 	prefixes := live[k.Prefix]
-	sort.SliceStable(prefixes, func(i, j int) bool { return fmt.Sprint(prefixes[i]["id"]) < fmt.Sprint(prefixes[j]["id"]) })
+	sort.SliceStable(prefixes, func(i, j int) bool { return num(prefixes[i]["id"]) < num(prefixes[j]["id"]) })
 	for i := range sites {
 		for _, m := range prefixes {
 			if str(cf(m, "bb_site_ce")) == sites[i].s.CE && nested(m, "vrf", "name") == sites[i].s.VRF {
@@ -251,6 +256,82 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 		return nil, fmt.Errorf("netbox pull %s: %d problem(s):\n%s", name, len(problems), strings.Join(problems, "\n"))
 	}
 	return in, nil
+}
+
+type ifaceInfo struct {
+	m     map[string]any
+	addrs []netip.Prefix
+	vrf   string
+	roles []string
+}
+
+// ifaceType is the NetBox object type of an interface of a virtual
+// machine (true) or of a device (false).
+var ifaceType = map[bool]string{true: "virtualization.vminterface", false: "dcim.interface"}
+
+func (i *ifaceInfo) key() string {
+	_, vm := i.m["virtual_machine"].(map[string]any)
+	return ifaceType[vm] + ":" + fmt.Sprint(i.m["id"])
+}
+
+// routerOf is the name of the virtual machine or device an interface
+// belongs to.
+func routerOf(m map[string]any) string {
+	if vm := nested(m, "virtual_machine", "name"); vm != "" {
+		return vm
+	}
+	return nested(m, "device", "name")
+}
+
+// NoDevices refuses a push into a NetBox that holds the backbone's
+// routers as devices: push writes virtual machines, and would add a
+// second copy of each router.
+func NoDevices(ctx context.Context, c *Client, name string) error {
+	k := NewKinds(name)
+	devs, err := listKind(ctx, c, k.Device)
+	if err != nil || len(devs) == 0 {
+		return err
+	}
+	m := devs[0]
+	return fmt.Errorf("netbox push %s: NetBox holds the backbone's routers as devices (%d, e.g. device %q id %v, %s): push writes virtual machines and would add a second copy of each; keep the backbone in NetBox and read it with netbox pull or -f netbox://%s", name, len(devs), display(m), m["id"], objURL(m), name)
+}
+
+// PullSecrets reads the pre-shared keys of the plan's encrypted links from
+// their IKE policies (written by push --with-secrets), by plan.LinkKey.
+func PullSecrets(ctx context.Context, c *Client, p *plan.Plan) (map[string]string, error) {
+	if p.Encryption.Auth != "psk" {
+		return nil, fmt.Errorf("netbox pull %s: --with-secrets: the backbone authenticates with %s, not pre-shared keys", p.Name, p.Encryption.Auth)
+	}
+	k := NewKinds(p.Name)
+	pols, err := listKind(ctx, c, k.IKEPolicy)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]map[string]any{}
+	for _, m := range pols {
+		byName[fmt.Sprint(m["name"])] = m
+	}
+	keys := map[string]string{}
+	var problems []string
+	for _, pl := range p.Links {
+		if !pl.Encrypted {
+			continue
+		}
+		name := TunnelName(p.Name, pl.Name)
+		m := byName[name]
+		switch key, _ := m["preshared_key"].(string); {
+		case m == nil:
+			problems = append(problems, fmt.Sprintf("link %s: NetBox has no IKE policy %q (tag %s): run netbox push", pl.Name, name, Tag(p.Name)))
+		case key == "":
+			problems = append(problems, fmt.Sprintf("IKE policy %q (id %v, %s): preshared_key is empty: write the keys with netbox push --with-secrets, or set it", name, m["id"], objURL(m)))
+		default:
+			keys[plan.LinkKey(pl.Ends[0], pl.Ends[1])] = key
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("netbox pull %s --with-secrets: %d problem(s), no key copied:\n%s", p.Name, len(problems), strings.Join(problems, "\n"))
+	}
+	return keys, nil
 }
 
 func choice(v any) string {

@@ -111,7 +111,7 @@ func TestPullProblems(t *testing.T) {
 		case strings.Contains(path, "tunnel-terminations"):
 			// pe202-pe102 keeps one termination.
 			for i, o := range objs {
-				if tun := o["tunnel"].(map[string]any); tun["name"] == "pe202-pe102" {
+				if tun := o["tunnel"].(map[string]any); tun["name"] == "nbrt/pe202-pe102" {
 					return append(objs[:i], objs[i+1:]...)
 				}
 			}
@@ -127,7 +127,7 @@ func TestPullProblems(t *testing.T) {
 		`has no loopback address (an IP address with role loopback on its interface loopback0)`,
 		`VM interface "loopback0" (id `,
 		`two IPv4 loopback addresses (10.10.0.2 and 10.10.0.99): keep one`,
-		`tunnel "pe202-pe102" (id `,
+		`tunnel "nbrt/pe202-pe102" (id `,
 		`has 1 terminations on backbone routers, a link needs 2`,
 		`http://netbox.test/api/`,
 	} {

@@ -21,8 +21,8 @@ type Kind struct {
 	// Key returns a live object's natural key (what Object.Key is for the
 	// objects backbone wants).
 	Key func(live map[string]any, ids *IDs) string
-	// Filter narrows the read of live objects (e.g. tag=backbone);
-	// Check confirms the answer honours it (NetBox silently ignores a
+	// Filter narrows the read of live objects (e.g. tag=backbone; a
+	// parameter with no values selects nothing); Check confirms the answer honours it (NetBox silently ignores a
 	// filter it does not know).
 	Filter url.Values
 	Check  func(live map[string]any) bool
@@ -35,6 +35,8 @@ type Kind struct {
 	// wants is deleted. Shared kinds (tags, custom fields, roles) are
 	// never deleted.
 	Owned bool
+	// CreateOnly: an existing object is left as it is (never updated).
+	CreateOnly bool
 }
 
 // Ref is a reference to another object backbone wants, resolved to its
@@ -150,7 +152,7 @@ func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun b
 				continue
 			}
 			diff := differing(body, cur)
-			if len(diff) == 0 {
+			if len(diff) == 0 || k.CreateOnly {
 				continue
 			}
 			patch := map[string]any{"id": id}
@@ -218,6 +220,19 @@ func Sync(ctx context.Context, c *Client, kinds []*Kind, want []Object, dryRun b
 	return changes, ids, nil
 }
 
+// Delete removes every object of the backbone called name that push owns
+// (tagged bb-<name>), dependents first.
+func Delete(ctx context.Context, c *Client, name string, dryRun bool) ([]Change, error) {
+	var owned []*Kind
+	for _, k := range NewKinds(name).All() {
+		if k.Owned {
+			owned = append(owned, k)
+		}
+	}
+	changes, _, err := Sync(ctx, c, owned, nil, dryRun)
+	return changes, err
+}
+
 func keys(objs []Object) string {
 	var out []string
 	for _, o := range objs {
@@ -239,6 +254,11 @@ func unknownTag(err error) bool {
 
 // listKind lists the objects of a kind its filter selects.
 func listKind(ctx context.Context, c *Client, k *Kind) ([]map[string]any, error) {
+	for _, v := range k.Filter {
+		if len(v) == 0 {
+			return nil, nil // a filter on no values selects nothing
+		}
+	}
 	raw, err := c.List(ctx, k.Path, k.Filter)
 	if unknownTag(err) {
 		return nil, nil
@@ -309,7 +329,7 @@ func (o Object) body(ids *IDs) (map[string]any, error) {
 			}
 			b[f] = id
 		case Refs:
-			var l []int
+			l := []int{}
 			for _, r := range v {
 				id := ids.ID(r.Kind, r.Key)
 				if id == 0 {

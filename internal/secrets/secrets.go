@@ -90,6 +90,14 @@ func (s *Store) PSK(name string) string {
 	return k
 }
 
+// SetPSK sets the key for name (kept by Save if it changed).
+func (s *Store) SetPSK(name, key string) {
+	if s.PSKs[name] != key {
+		s.PSKs[name] = key
+		s.changed = true
+	}
+}
+
 // Names returns the names of all keys, sorted.
 func (s *Store) Names() []string {
 	var out []string
