@@ -92,6 +92,7 @@ func newRoot(e *env) *cobra.Command {
 		root.AddCommand(add(e))
 	}
 	root.AddCommand(newLabHiddenCmds(e)...)
+	root.AddCommand(newSSHProxyCmd(e))
 	return root
 }
 
@@ -109,4 +110,5 @@ var commandBuilders = []func(*env) *cobra.Command{
 	newChaosCmd,
 	newDeployCmd,
 	newNetBoxCmd,
+	newAnsibleCmd,
 }

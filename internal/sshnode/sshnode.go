@@ -178,7 +178,7 @@ func dial(ctx context.Context, t Target, keepalive time.Duration) (*Client, erro
 
 	dctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
-	raw, err := dialTCP(dctx, t)
+	raw, err := DialTCP(dctx, t)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: connecting to %s: %w", t.Name, t.where(), ctx.Err())
@@ -225,8 +225,9 @@ func dial(ctx context.Context, t Target, keepalive time.Duration) (*Client, erro
 	return c, nil
 }
 
-// dialTCP opens the TCP connection, inside t.Netns when set.
-func dialTCP(ctx context.Context, t Target) (net.Conn, error) {
+// DialTCP opens the TCP connection to t, inside t.Netns when set (also
+// what backbone ssh-proxy gives OpenSSH as its ProxyCommand).
+func DialTCP(ctx context.Context, t Target) (net.Conn, error) {
 	var d net.Dialer
 	if t.Netns == "" {
 		return d.DialContext(ctx, "tcp", t.hostPort())

@@ -50,6 +50,8 @@ type File struct {
 	// Device is the network device a network file is about: the one to
 	// bring up again when it changes.
 	Device string `json:"device,omitempty"`
+	// Secret: the file holds keys (the swanctl secrets, a private key).
+	Secret bool `json:"secret,omitempty"`
 	// Order is when the file's change is applied relative to the others:
 	// modules before sysctls before devices (loopback, VRFs, tunnels, then
 	// the interfaces in the VRFs) before FRR before strongSwan.
@@ -78,6 +80,9 @@ func PathsOf(h *intent.Host) Paths {
 	}
 	return Paths{Swanctl: "/etc/swanctl", StrongswanD: "/etc/strongswan.d"}
 }
+
+// SecretsFile is where a host keeps swanctl's secrets.
+func SecretsFile(h *intent.Host) string { return PathsOf(h).Swanctl + "/conf.d/backbone-secrets.conf" }
 
 // Files of a router that are backbone's own, by where they live.
 const (
@@ -134,12 +139,12 @@ func Render(p *plan.Plan, r *plan.Router, keys strongswan.Credentials) ([]File, 
 		sp := PathsOf(r.Host)
 		add(File{Path: sp.StrongswanD + "/backbone.conf", Data: charonConf(r), Apply: ApplyCharon})
 		add(File{Path: sp.Swanctl + "/conf.d/backbone.conf", Data: strongswan.Connections(p, r), Apply: ApplySwanctl})
-		add(File{Path: sp.Swanctl + "/conf.d/backbone-secrets.conf", Data: strongswan.SecretsConf(p, r, keys), Mode: 0o600, Apply: ApplySwanctl})
+		add(File{Path: SecretsFile(r.Host), Data: strongswan.SecretsConf(p, r, keys), Mode: 0o600, Apply: ApplySwanctl, Secret: true})
 		if p.Encryption.Auth == "pubkey" {
 			cert, key := keys.RouterCert(r.Name)
 			add(File{Path: sp.Swanctl + "/" + strongswan.CACertFile(), Data: keys.CACert(), Apply: ApplySwanctl})
 			add(File{Path: sp.Swanctl + "/" + strongswan.CertFile(r.Name), Data: cert, Apply: ApplySwanctl})
-			add(File{Path: sp.Swanctl + "/" + strongswan.KeyFile(r.Name), Data: key, Mode: 0o600, Apply: ApplySwanctl})
+			add(File{Path: sp.Swanctl + "/" + strongswan.KeyFile(r.Name), Data: key, Mode: 0o600, Apply: ApplySwanctl, Secret: true})
 		}
 		if r.Host.RedHat() {
 			add(File{Path: FirewalldFile, Data: firewalld(p, r), Apply: ApplyFirewall})
