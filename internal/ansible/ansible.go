@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -295,6 +296,14 @@ func Project(p *plan.Plan, keys strongswan.Credentials, o Options) ([]render.Fil
 		"# Written by backbone ansible: change the intent and run it again, not this file."); err != nil {
 		return nil, err
 	}
+	// OpenSSH's connection sharing is per backbone: a lab and another
+	// with the same addresses (or a lab brought up again) never share a
+	// stale connection.
+	for i, f := range out {
+		if f.Path == "ansible.cfg" {
+			out[i].Data = append(slices.Clone(f.Data), []byte("control_path_dir = ~/.ansible/cp/backbone-"+p.Name+"\n")...)
+		}
+	}
 	if o.InventoryCommand != "" {
 		out = append(out, render.File{Path: "inventory.sh", Mode: 0o755, Data: []byte("#!/bin/sh\n# The dynamic inventory: the plan as it is now, configs inline.\n#   ansible-playbook -i inventory.sh site.yml\nexec " + o.InventoryCommand + " \"$@\"\n")})
 	}
@@ -361,14 +370,11 @@ config_context: false
 interfaces: false
 services: false
 fetch_all: false
+plurals: false
 device_query_filters:
   - tag: bb-` + name + `
 vm_query_filters:
   - tag: bb-` + name + `
-group_by:
-  - role
-compose:
-  bb_netbox_role: role
 groups:
   backbone: role in ['bb-pe', 'bb-p']
   pe: role == 'bb-pe'

@@ -119,9 +119,27 @@ func (s *Session) upHere(ctx context.Context, o UpOptions) (*Timings, error) {
 			return nil, fmt.Errorf("%w: run `backbone lab down --name %s` first", err, p.Name)
 		}
 	}
+	place := func(node string) string {
+		if n := s.State.Node(node); n != nil {
+			return n.Place
+		}
+		return PlaceNetns // the underlay
+	}
 	for _, w := range wires(pl) {
 		if err := namespace.Do(p.Netns(w.aNode), func() error { return netconf.AddVeth(w.aDev, p.Netns(w.bNode), w.bDev, w.mtu) }); err != nil {
 			return nil, fmt.Errorf("wire %s/%s - %s/%s: %w", w.aNode, w.aDev, w.bNode, w.bDev, err)
+		}
+		// A UML kernel's raw NIC takes frames up to its MTU: the end in a
+		// namespace of this kernel must not hand it GSO super-frames (a
+		// 64 KiB TCP burst is dropped whole, and TCP then crawls through
+		// retransmit timeouts: SSH sessions to bare lab routers stalled).
+		for _, e := range [][3]string{{w.aNode, w.aDev, w.bNode}, {w.bNode, w.bDev, w.aNode}} {
+			if place(e[0]) != PlaceNetns || place(e[2]) != PlaceUML {
+				continue
+			}
+			if err := namespace.Do(p.Netns(e[0]), func() error { return netconf.NoGSO(e[1]) }); err != nil {
+				return nil, fmt.Errorf("wire %s/%s: %w", e[0], e[1], err)
+			}
 		}
 	}
 	if err := writeStartScripts(p, pl); err != nil {

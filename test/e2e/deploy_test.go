@@ -38,16 +38,7 @@ func TestDeployBare(t *testing.T) {
 	needLab(t)
 	const lab = "deploy"
 	c := newCLI(t)
-	base := intenttest.EditDefault(t, "name: default", "name: "+lab,
-		`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
-    host: {os: debian12}`,
-		`    underlay: {ipv6: "2001:db8:201::2/64"}`, `    underlay: {ipv6: "2001:db8:201::2/64"}
-    host: {os: debian12, network: networkmanager}`,
-		`    underlay: {ipv6: "2001:db8:202::2/64"}`, `    underlay: {ipv6: "2001:db8:202::2/64"}
-    host: {os: debian12, network: networkmanager}`,
-		`    underlay: {ipv6: "2001:db8:102::2/64"}`, `    underlay: {ipv6: "2001:db8:102::2/64"}
-    host: {os: debian12}`)
-	cost := intenttest.MustEdit(t, base, "  - between: [pe101, pe201]\n    encap: gre\n", "  - between: [pe101, pe201]\n    encap: gre\n    cost: 20\n")
+	base, cost := bareIntents(t, lab)
 	dir := t.TempDir()
 	intentFile := filepath.Join(dir, lab+".yaml")
 	costFile := filepath.Join(dir, "cost.yaml")
@@ -435,7 +426,13 @@ func mustJSON(t *testing.T, out string, v any) {
 // and returns them.
 func (c *cli) observe(lab string, fn func()) []chaosStream {
 	c.t.Helper()
-	obs := c.cmd("chaos", "observe", "--name", lab, "--hold", "20s", "--baseline", "1s", "--json")
+	return c.observeFor(lab, 20*time.Second, fn)
+}
+
+// observeFor is observe with a longer hold, for changes that take longer.
+func (c *cli) observeFor(lab string, hold time.Duration, fn func()) []chaosStream {
+	c.t.Helper()
+	obs := c.cmd("chaos", "observe", "--name", lab, "--hold", hold.String(), "--baseline", "1s", "--json")
 	var stdout strings.Builder
 	stderr := c.startUntil(obs, &stdout, "run 1: inject", "chaos observe never started observing")
 	fn()
@@ -447,4 +444,14 @@ func (c *cli) observe(lab string, fn func()) []chaosStream {
 		c.t.Fatalf("chaos observe --json: %v\n%s", err, stdout.String())
 	}
 	return cr.Runs[0].Streams
+}
+
+// bareIntents are the default backbone as a bare lab's routers run it
+// (pe201 and pe202 on NetworkManager, pe101 and pe102 on
+// systemd-networkd), and the same with link pe101-pe201's OSPF cost 20.
+func bareIntents(t *testing.T, name string) (base, cost []byte) {
+	base = intenttest.WithHosts(t, intenttest.EditDefault(t, "name: default", "name: "+name), "pe101", "{os: debian12}",
+		"pe201", "{os: debian12, network: networkmanager}", "pe202", "{os: debian12, network: networkmanager}", "pe102", "{os: debian12}")
+	cost = intenttest.MustEdit(t, base, "  - between: [pe101, pe201]\n    encap: gre\n", "  - between: [pe101, pe201]\n    encap: gre\n    cost: 20\n")
+	return base, cost
 }

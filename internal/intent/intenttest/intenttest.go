@@ -51,6 +51,26 @@ func EditDefault(tb testing.TB, pairs ...string) []byte {
 	return MustEdit(tb, intent.DefaultYAML(), pairs...)
 }
 
+// WithHosts gives the default backbone's PEs (in a default-based intent)
+// a host each, in pairs of router and host ("pe101", "{os: debian12}"):
+// the host line goes under the router's underlay line.
+func WithHosts(tb testing.TB, base []byte, pairs ...string) []byte {
+	tb.Helper()
+	underlay := map[string]string{
+		"pe101": `    underlay: {ipv6: "2001:db8:101::2/64"}`, "pe201": `    underlay: {ipv6: "2001:db8:201::2/64"}`,
+		"pe202": `    underlay: {ipv6: "2001:db8:202::2/64"}`, "pe102": `    underlay: {ipv6: "2001:db8:102::2/64"}`,
+	}
+	var edits []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		u, ok := underlay[pairs[i]]
+		if !ok {
+			tb.Fatalf("WithHosts: %q is not a PE of the default backbone", pairs[i])
+		}
+		edits = append(edits, u, u+"\n    host: "+pairs[i+1])
+	}
+	return MustEdit(tb, base, edits...)
+}
+
 // LineOf returns the 1-based line of the first occurrence of text in data,
 // or 0 if it does not occur.
 func LineOf(data []byte, text string) int {

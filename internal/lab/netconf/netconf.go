@@ -66,6 +66,20 @@ func AddVeth(a, peerNS, b string, mtu int) error {
 	return nil
 }
 
+// NoGSO makes the kernel segment what it sends through dev itself (one
+// MTU-sized frame per packet, no GSO super-frames): for a device whose
+// peer cannot take larger frames.
+func NoGSO(dev string) error {
+	link, err := netlink.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetGSOMaxSegs(link, 1); err != nil {
+		return fmt.Errorf("%s: gso_max_segs 1: %w", dev, err)
+	}
+	return nil
+}
+
 // Apply configures the current namespace as h describes. Tunnel
 // devices are created down when holdTunnels is set, so that IPsec policies
 // can be loaded before the first packet leaves (fail closed from the start).

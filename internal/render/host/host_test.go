@@ -20,15 +20,8 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 // flavours gives the default backbone's PEs a host each: NetworkManager
 // and networkd, Debian and Rocky.
 func flavours(tb testing.TB) *plan.Plan {
-	y := intenttest.EditDefault(tb,
-		`    underlay: {ipv6: "2001:db8:101::2/64"}`, `    underlay: {ipv6: "2001:db8:101::2/64"}
-    host: {os: debian12, network: networkmanager}`,
-		`    underlay: {ipv6: "2001:db8:201::2/64"}`, `    underlay: {ipv6: "2001:db8:201::2/64"}
-    host: {os: debian12}`,
-		`    underlay: {ipv6: "2001:db8:202::2/64"}`, `    underlay: {ipv6: "2001:db8:202::2/64"}
-    host: {os: rocky9}`,
-		`    underlay: {ipv6: "2001:db8:102::2/64"}`, `    underlay: {ipv6: "2001:db8:102::2/64"}
-    host: {os: ubuntu24}`)
+	y := intenttest.WithHosts(tb, intent.DefaultYAML(), "pe101", "{os: debian12, network: networkmanager}",
+		"pe201", "{os: debian12}", "pe202", "{os: rocky9}", "pe102", "{os: ubuntu24}")
 	return intenttest.Plan(tb, y, "hosts.yaml")
 }
 
