@@ -91,7 +91,10 @@ func TestAnsible(t *testing.T) {
 	c.must("ansible", "-f", intentFile, "-o", proj)
 	ansible := func(args ...string) (string, error) {
 		t.Helper()
-		cmd := exec.Command(ansibleBin(env, args[0]), args[1:]...)
+		// The controller at the lowest CPU priority: on this 2-core machine
+		// it shares the CPUs with the routers it configures, which a real
+		// controller does not.
+		cmd := exec.Command("nice", append([]string{"-n", "19", ansibleBin(env, args[0])}, args[1:]...)...)
 		cmd.Dir, cmd.Env = proj, append(os.Environ(), env...)
 		start := time.Now()
 		out, err := cmd.CombinedOutput()
@@ -169,11 +172,13 @@ func TestAnsible(t *testing.T) {
 	// Applied, one router at a time, under probes.
 	var applied map[string]recap
 	for _, s := range c.observeFor(lab, 60*time.Second, func() {
+		start := time.Now()
+		defer func() { t.Logf("the cost change with Ansible: %s", time.Since(start).Round(100*time.Millisecond)) }()
 		out, err := ansible("ansible-playbook", "-i", costInv, "site.yml")
 		if applied = parseRecap(out); err != nil {
 			t.Errorf("the cost change: %v\n%s", err, out)
 		}
-	}) {
+	}, "--baseline", "1s", "--interval", "10ms") {
 		lost := s.Fault.Lost + s.Recovery.Lost
 		if gap := max(s.Fault.Longest, s.Recovery.Longest); s.Site && gap > 1000 {
 			t.Errorf("%s: a gap of %.1f ms during the cost change (bound 1000 ms, as for backbone deploy)", s.Name, gap)

@@ -426,13 +426,14 @@ func mustJSON(t *testing.T, out string, v any) {
 // and returns them.
 func (c *cli) observe(lab string, fn func()) []chaosStream {
 	c.t.Helper()
-	return c.observeFor(lab, 20*time.Second, fn)
+	return c.observeFor(lab, 20*time.Second, fn, "--baseline", "1s")
 }
 
-// observeFor is observe with a longer hold, for changes that take longer.
-func (c *cli) observeFor(lab string, hold time.Duration, fn func()) []chaosStream {
+// observeFor is observe with a longer hold, for changes that take longer,
+// and more chaos observe flags.
+func (c *cli) observeFor(lab string, hold time.Duration, fn func(), flags ...string) []chaosStream {
 	c.t.Helper()
-	obs := c.cmd("chaos", "observe", "--name", lab, "--hold", hold.String(), "--baseline", "1s", "--json")
+	obs := c.cmd(append([]string{"chaos", "observe", "--name", lab, "--hold", hold.String(), "--json"}, flags...)...)
 	var stdout strings.Builder
 	stderr := c.startUntil(obs, &stdout, "run 1: inject", "chaos observe never started observing")
 	fn()
