@@ -18,6 +18,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -143,13 +144,15 @@ func hostVars(p *plan.Plan, r *plan.Router, t sshnode.Target, o Options) map[str
 	// The SSH options, also as two shorter variables for the static
 	// inventory (Project), where lines stay within ansible-lint's 160.
 	var ssh []string
+	opt := func(name, value string) {
+		v[name] = value
+		ssh = append(ssh, value)
+	}
 	if t.KnownHosts != "" {
-		v["bb_ssh_known_hosts"] = "-o UserKnownHostsFile=" + t.KnownHosts
-		ssh = append(ssh, v["bb_ssh_known_hosts"].(string))
+		opt("bb_ssh_known_hosts", "-o UserKnownHostsFile="+t.KnownHosts)
 	}
 	if t.Netns != "" && o.Proxy != "" {
-		v["bb_ssh_proxy"] = fmt.Sprintf("-o ProxyCommand='%s --netns %s %%h %%p'", o.Proxy, t.Netns)
-		ssh = append(ssh, v["bb_ssh_proxy"].(string))
+		opt("bb_ssh_proxy", fmt.Sprintf("-o ProxyCommand='%s --netns %s %%h %%p'", o.Proxy, t.Netns))
 	}
 	if len(ssh) > 0 {
 		v["ansible_ssh_common_args"] = strings.Join(ssh, " ")
@@ -283,7 +286,7 @@ func Project(p *plan.Plan, keys strongswan.Credentials, o Options) ([]render.Fil
 	}
 	children := map[string]any{}
 	g := groups(rs)
-	for _, role := range sortedKeys(g) {
+	for _, role := range slices.Sorted(maps.Keys(g)) {
 		hosts := map[string]any{}
 		for _, name := range g[role] {
 			hosts[name] = hostVars[name]
@@ -346,7 +349,7 @@ func Inventory(p *plan.Plan, keys strongswan.Credentials, o Options) (map[string
 	out := map[string]any{
 		"_meta":    map[string]any{"hostvars": hostvars},
 		"all":      map[string]any{"children": []string{"backbone", "ungrouped"}},
-		"backbone": map[string]any{"children": sortedKeys(g), "vars": groupVars(p, o)},
+		"backbone": map[string]any{"children": slices.Sorted(maps.Keys(g)), "vars": groupVars(p, o)},
 	}
 	for role, hosts := range g {
 		out[role] = map[string]any{"hosts": hosts}
@@ -380,13 +383,4 @@ groups:
   pe: role == 'bb-pe'
   p: role == 'bb-p'
 `)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

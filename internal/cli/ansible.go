@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/backbone-net/backbone/internal/ansible"
+	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render"
 	"github.com/backbone-net/backbone/internal/secrets"
@@ -55,14 +57,20 @@ func (f *ansibleFlags) options(e *env) (*plan.Plan, ansible.Options, *secrets.St
 		return nil, ansible.Options{}, nil, err
 	}
 	o := ansible.Options{Targets: ts, SecretsFile: secretsPath, Proxy: self + " ssh-proxy", NoAnsibleHost: f.noAnsibleHost}
+	if o.InventoryCommand, err = f.inventoryCommand(self, secretsPath); err != nil {
+		return nil, ansible.Options{}, nil, err
+	}
+	if name, ok := strings.CutPrefix(f.file, NetBoxScheme); ok {
+		o.NetBox = name
+	}
 	return p, o, store, nil
 }
 
 // inventoryCommand is the command line of the dynamic inventory for the
 // same intent, inventory and secrets, with absolute paths.
-func (f *ansibleFlags) inventoryCommand(o ansible.Options) (string, error) {
-	args := []string{strings.TrimSuffix(o.Proxy, " ssh-proxy"), "ansible", "inventory"}
-	for _, fl := range []struct{ name, val string }{{"-f", f.file}, {"--inventory", f.inventory}, {"--secrets", o.SecretsFile}} {
+func (f *ansibleFlags) inventoryCommand(self, secretsPath string) (string, error) {
+	argv := []string{self, "ansible", "inventory"}
+	for _, fl := range []struct{ name, val string }{{"-f", f.file}, {"--inventory", f.inventory}, {"--secrets", secretsPath}} {
 		if fl.val == "" {
 			continue
 		}
@@ -74,21 +82,12 @@ func (f *ansibleFlags) inventoryCommand(o ansible.Options) (string, error) {
 			}
 			v = abs
 		}
-		args = append(args, fl.name, shellQuote(v))
+		argv = append(argv, fl.name, v)
 	}
 	if f.noAnsibleHost {
-		args = append(args, "--no-ansible-host")
+		argv = append(argv, "--no-ansible-host")
 	}
-	return strings.Join(args, " "), nil
-}
-
-func shellQuote(s string) string {
-	if strings.IndexFunc(s, func(r rune) bool {
-		return !strings.ContainsRune("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@+", r)
-	}) < 0 {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	return node.Quote(argv), nil
 }
 
 func newAnsibleCmd(e *env) *cobra.Command {
@@ -122,12 +121,6 @@ wrote before and no longer needs are removed; other files in DIR stay.
 			p, o, ks, err := f.options(e)
 			if err != nil {
 				return err
-			}
-			if o.InventoryCommand, err = f.inventoryCommand(o); err != nil {
-				return err
-			}
-			if name, ok := strings.CutPrefix(f.file, NetBoxScheme); ok {
-				o.NetBox = name
 			}
 			files, err := ansible.Project(p, ks, o)
 			if err != nil {
@@ -190,7 +183,7 @@ for tools that ask per host).
 			hv := inv["_meta"].(map[string]any)["hostvars"].(map[string]any)
 			v, ok := hv[hostName]
 			if !ok {
-				return fmt.Errorf("ansible inventory: --host %s: not a deployed router of %s (routers: %s)", hostName, p.Name, strings.Join(slices.Sorted(mapsKeys(hv)), ", "))
+				return fmt.Errorf("ansible inventory: --host %s: not a deployed router of %s (routers: %s)", hostName, p.Name, strings.Join(slices.Sorted(maps.Keys(hv)), ", "))
 			}
 			return writeJSON(e.stdout, v)
 		},
@@ -199,16 +192,6 @@ for tools that ask per host).
 	cmd.Flags().BoolVar(&list, "list", false, "print every group and host")
 	cmd.Flags().StringVar(&hostName, "host", "", "print one router's variables")
 	return cmd
-}
-
-func mapsKeys(m map[string]any) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // newSSHProxyCmd is OpenSSH's ProxyCommand for routers reached from a

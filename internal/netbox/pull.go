@@ -63,7 +63,7 @@ func Pull(ctx context.Context, c *Client, name string) (*intent.Intent, error) {
 	for _, kind := range []*Kind{k.Interface, k.DeviceInterface} {
 		for _, m := range live[kind] {
 			info := &ifaceInfo{m: m, vrf: nested(m, "vrf", "name")}
-			ifaces[ifaceType[kind == k.Interface]+":"+fmt.Sprint(m["id"])] = info
+			ifaces[info.key()] = info
 			vm := routerOf(m)
 			byVM[vm] = append(byVM[vm], info)
 		}

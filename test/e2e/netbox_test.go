@@ -288,15 +288,15 @@ func TestNetBoxDevicesAndSecrets(t *testing.T) {
 	// they need.
 	cleanup := func() {
 		c.run("netbox", "delete", "--name", name)
-		for _, path := range []string{"/api/dcim/devices/?tag=" + netbox.Tag(name), "/api/dcim/device-types/?slug=bb-e2e-" + name,
-			"/api/dcim/manufacturers/?slug=bb-e2e-" + name, "/api/dcim/sites/?slug=bb-e2e-" + name} {
-			list, q, _ := strings.Cut(path, "?")
-			k, v, _ := strings.Cut(q, "=")
-			raw, _ := nb.List(ctx, list, map[string][]string{k: {v}})
+		for _, l := range []struct{ path, filter, value string }{
+			{"/api/dcim/devices/", "tag", netbox.Tag(name)}, {"/api/dcim/device-types/", "slug", "bb-e2e-" + name},
+			{"/api/dcim/manufacturers/", "slug", "bb-e2e-" + name}, {"/api/dcim/sites/", "slug", "bb-e2e-" + name},
+		} {
+			raw, _ := nb.List(ctx, l.path, map[string][]string{l.filter: {l.value}})
 			for _, r := range raw {
 				var o struct{ ID int }
 				json.Unmarshal(r, &o)
-				nb.Do(ctx, "DELETE", fmt.Sprintf("%s%d/", list, o.ID), nil, nil, nil)
+				nb.Do(ctx, "DELETE", fmt.Sprintf("%s%d/", l.path, o.ID), nil, nil, nil)
 			}
 		}
 	}
