@@ -145,6 +145,10 @@ type upState struct {
 func (c *cli) verifyGreen(lab string, wait time.Duration) report {
 	c.t.Helper()
 	out, errOut, err := c.run("verify", "--name", lab, "--wait", wait.String(), "--json")
+	if out == "" {
+		// No report at all (a crash, a hang killed): what it said instead.
+		c.t.Fatalf("verify %s: no report: err=%v\nstderr:\n%s", lab, err, errOut)
+	}
 	rep := parseReport(c.t, out)
 	if err != nil || rep.Failed != 0 {
 		c.t.Fatalf("verify %s: err=%v failing=%v\n%s", lab, err, rep.failing(), errOut)
