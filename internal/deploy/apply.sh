@@ -123,6 +123,17 @@ reload() {
 	if has sysctl "$c" && [ -f /etc/sysctl.d/90-backbone.conf ]; then
 		sysctl -q -p /etc/sysctl.d/90-backbone.conf || die "sysctl failed"
 	fi
+	if has guard "$c"; then
+		# The IPsec guard before any tunnel changes; a generation without
+		# it (a rollback) takes its policies away with the unit.
+		systemctl daemon-reload || die "systemctl daemon-reload failed"
+		if [ -f /etc/systemd/system/backbone-ipsec-guard.service ]; then
+			enable backbone-ipsec-guard.service
+			systemctl restart backbone-ipsec-guard.service || die "the IPsec guard did not load (journalctl -u backbone-ipsec-guard)"
+		else
+			ip xfrm policy deleteall action block priority 3000000 || die "could not remove the IPsec guard policies"
+		fi
+	fi
 	if has nm "$c"; then
 		nmcli connection reload || die "nmcli connection reload failed"
 		for dev in $(devices nm "$c"); do

@@ -346,6 +346,8 @@ func reloadOf(f host.File) string {
 		return "swanctl --load-all (changed connections only)"
 	case host.ApplyFirewall:
 		return "firewall-cmd --reload"
+	case host.ApplyGuard:
+		return "systemctl restart " + host.GuardService + " (IPsec fail-closed guard)"
 	}
 	return f.Apply
 }

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 	"github.com/backbone-net/backbone/internal/intent/intenttest"
 	"github.com/backbone-net/backbone/internal/plan"
 	"github.com/backbone-net/backbone/internal/render/host"
+	"github.com/backbone-net/backbone/internal/render/linux"
 )
 
 // hostsPlan is the default backbone with pe101 on NetworkManager and the
@@ -174,7 +176,7 @@ func TestDiffHidesSecrets(t *testing.T) {
 // Every way of applying a change is told in words.
 func TestReloadOfCoversEveryApply(t *testing.T) {
 	for _, a := range []string{host.ApplySysctl, host.ApplyModules, host.ApplyNM, host.ApplyNetwork, host.ApplyNetdev,
-		host.ApplyFRR, host.ApplyDaemons, host.ApplyCharon, host.ApplySwanctl, host.ApplyFirewall} {
+		host.ApplyFRR, host.ApplyDaemons, host.ApplyCharon, host.ApplySwanctl, host.ApplyFirewall, host.ApplyGuard} {
 		if got := reloadOf(host.File{Apply: a, Path: "/x", Device: "d"}); got == a || got == "" {
 			t.Errorf("reloadOf(%s) = %q", a, got)
 		}
@@ -205,5 +207,10 @@ func TestApplyProgramKnowsEveryCategory(t *testing.T) {
 	}
 	if len(seen) < 8 {
 		t.Errorf("only %d categories rendered: %v", len(seen), seen)
+	}
+	// A rollback to a generation without the guard removes its policies,
+	// found by the priority the renderer gives them.
+	if want := fmt.Sprintf("deleteall action block priority %d", linux.GuardPriority); !strings.Contains(string(applyScript), want) {
+		t.Errorf("apply.sh does not remove the guard policies (%q)", want)
 	}
 }

@@ -61,7 +61,7 @@ func shellSections(r *plan.Router) [][2]string {
 	}
 	for _, i := range r.Interfaces {
 		if i.Encrypted {
-			s = append(s, [2]string{"sas", "swanctl --list-sas --raw"})
+			s = append(s, [2]string{"sas", "swanctl --list-sas --raw"}, [2]string{"xfrm_policy", "ip xfrm policy list"})
 			break
 		}
 	}

@@ -133,6 +133,7 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 	checkBGP(sc, r)
 	checkKernel(sc, r)
 	checkSAs(sc, r)
+	checkGuard(sc, r)
 	wg.Wait()
 	r.results = append(append(r.results, dataplane.results...), capture.results...)
 	rep := &Report{Results: r.results, Duration: time.Since(start), Attempts: 1}

@@ -91,6 +91,11 @@ func Apply(h *linux.Host, holdTunnels bool) error {
 			}
 		}
 	}
+	for _, g := range h.Guards {
+		if err := AddGuard(g); err != nil {
+			return fmt.Errorf("%s: IPsec guard %s dir %s: %w", h.Router, g.Selector(), g.Dir, err)
+		}
+	}
 	for _, d := range h.Devices {
 		if err := applyDevice(d, holdTunnels); err != nil {
 			return fmt.Errorf("%s: device %s (%s): %w", h.Router, d.Name, d.Kind, err)
@@ -260,4 +265,27 @@ func SetUp(names []string) error {
 func ipNet(p netip.Prefix) *net.IPNet {
 	bits := p.Addr().BitLen()
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
+}
+
+// AddGuard installs (or refreshes) an IPsec fail-closed guard policy.
+func AddGuard(g linux.Guard) error {
+	bits := g.Peer.BitLen()
+	peer := ipNet(netip.PrefixFrom(g.Peer, bits))
+	anyNet := ipNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
+	if g.Peer.Is4() {
+		anyNet = ipNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+	}
+	pol := &netlink.XfrmPolicy{Src: anyNet, Dst: peer, Dir: netlink.XFRM_DIR_OUT, Priority: linux.GuardPriority, Action: netlink.XFRM_POLICY_BLOCK, DstPort: g.Port}
+	if g.Dir == "in" {
+		pol.Src, pol.Dst, pol.Dir = peer, anyNet, netlink.XFRM_DIR_IN
+	}
+	switch g.Proto {
+	case "gre":
+		pol.Proto = netlink.Proto(unix.IPPROTO_GRE)
+	case "udp":
+		pol.Proto = netlink.Proto(unix.IPPROTO_UDP)
+	default:
+		return fmt.Errorf("unknown protocol %q", g.Proto)
+	}
+	return netlink.XfrmPolicyUpdate(pol)
 }

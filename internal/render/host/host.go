@@ -38,6 +38,7 @@ const (
 	ApplyCharon   = "charon"   // systemctl restart strongswan (charon's own settings)
 	ApplySwanctl  = "swanctl"  // swanctl --load-all: changed connections only
 	ApplyFirewall = "firewall" // firewall-cmd --reload, where firewalld runs
+	ApplyGuard    = "guard"    // systemctl daemon-reload, enable and restart the guard unit
 )
 
 // File is one file of a deployed router.
@@ -60,7 +61,7 @@ type File struct {
 
 // applyOrder is the order of each kind of change.
 var applyOrder = map[string]int{
-	ApplyModules: 10, ApplySysctl: 20, ApplyNM: 100, ApplyNetdev: 100, ApplyNetwork: 100,
+	ApplyModules: 10, ApplySysctl: 20, ApplyGuard: 30, ApplyNM: 100, ApplyNetdev: 100, ApplyNetwork: 100,
 	ApplyFirewall: 300, ApplyDaemons: 400, ApplyFRR: 410, ApplyCharon: 500, ApplySwanctl: 510,
 }
 
@@ -93,6 +94,11 @@ const (
 	NMDir         = "/etc/NetworkManager/system-connections"
 	NetworkdDir   = "/etc/systemd/network"
 	FirewalldFile = "/etc/firewalld/services/backbone.xml"
+	// GuardUnit installs the IPsec fail-closed guard at boot, before any
+	// network configuration, and on each change.
+	GuardUnit = "/etc/systemd/system/" + GuardService
+	// GuardService is the guard's systemd unit.
+	GuardService = "backbone-ipsec-guard.service"
 	// FirewalldService is the firewalld service backbone's file defines.
 	FirewalldService = "backbone"
 )
@@ -137,6 +143,7 @@ func Render(p *plan.Plan, r *plan.Router, keys strongswan.Credentials) ([]File, 
 	add(File{Path: FRRDaemons, Data: daemons(p, r), Mode: 0o640, Owner: "frr:frr", Apply: ApplyDaemons})
 	if strongswan.Needed(r) {
 		sp := PathsOf(r.Host)
+		add(File{Path: GuardUnit, Data: guardUnit(r, h), Apply: ApplyGuard})
 		add(File{Path: sp.StrongswanD + "/backbone.conf", Data: charonConf(r), Apply: ApplyCharon})
 		add(File{Path: sp.Swanctl + "/conf.d/backbone.conf", Data: strongswan.Connections(p, r), Apply: ApplySwanctl})
 		add(File{Path: SecretsFile(r.Host), Data: strongswan.SecretsConf(p, r, keys), Mode: 0o600, Apply: ApplySwanctl, Secret: true})
@@ -441,6 +448,38 @@ func daemons(p *plan.Plan, r *plan.Router) []byte {
 		fmt.Fprintf(&b, "%s_options=\"-A %s\"\n", o.d, o.addr)
 	}
 	b.WriteString("frr_profile=\"traditional\"\n")
+	return []byte(b.String())
+}
+
+// guardUnit is a oneshot systemd unit that installs the router's IPsec
+// guard policies (linux.Guard) before the network is configured at boot,
+// so that no tunnel exists without them, and refreshes them when started
+// again. Stopping it leaves them in place: the guard is removed by
+// removing the unit's policies by hand, never as a side effect.
+func guardUnit(r *plan.Router, h *linux.Host) []byte {
+	var b strings.Builder
+	b.WriteString(header(r, "#", "IPsec fail-closed guard"))
+	b.WriteString(`# Tunnel packets to or from a peer's underlay address are dropped by the
+# kernel unless one of charon's IPsec policies (a lower priority number)
+# protects them: with charon stopped or crashed nothing leaves in clear.
+[Unit]
+Description=backbone IPsec fail-closed guard (XFRM block policies)
+DefaultDependencies=no
+Wants=network-pre.target
+Before=network-pre.target strongswan.service strongswan-starter.service frr.service
+After=systemd-modules-load.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+`)
+	// Replace the set: guards of links that no longer exist go, then the
+	// current ones are added ("update" creates or refreshes).
+	fmt.Fprintf(&b, "ExecStart=/usr/sbin/ip xfrm policy deleteall action block priority %d\n", linux.GuardPriority)
+	for _, g := range h.Guards {
+		fmt.Fprintf(&b, "ExecStart=/usr/sbin/%s\n", strings.Join(g.Argv(), " "))
+	}
+	b.WriteString("\n[Install]\nWantedBy=sysinit.target\n")
 	return []byte(b.String())
 }
 

@@ -46,6 +46,9 @@ type Host struct {
 	Devices   []Device  `json:"devices"`
 	Addresses []Address `json:"addresses"`
 	Routes    []Route   `json:"routes,omitempty"`
+	// Guards are applied before any device: a tunnel never exists
+	// without them.
+	Guards []Guard `json:"guards,omitempty"`
 }
 
 // Sysctl is one kernel parameter, by its dotted name.
@@ -121,6 +124,7 @@ func Render(p *plan.Plan, r *plan.Router) *Host {
 		// Queue, rather than drop, what a trap policy holds while IKE
 		// negotiates: the first hellos of a link are not lost.
 		h.sysctl("net.core.xfrm_larval_drop", "0", "")
+		h.Guards = guards(r)
 	}
 	h.Addresses = append(h.Addresses,
 		Address{"lo", netip.PrefixFrom(r.LoopbackV4, 32)},

@@ -26,6 +26,14 @@ func Script(h *Host) []byte {
 			w("sysctl -qw %s=%s", s.Key, s.Value)
 		}
 	}
+	if len(h.Guards) > 0 {
+		w("")
+		w("# IPsec fail-closed guard: tunnel packets to or from a peer are dropped")
+		w("# unless one of charon's policies (a lower priority number) protects them")
+		for _, g := range h.Guards {
+			w("%s", strings.Join(g.Argv(), " "))
+		}
+	}
 	w("")
 	w("# devices")
 	for _, d := range h.Devices {

@@ -16,6 +16,13 @@ sysctl -qw net.ipv6.conf.default.keep_addr_on_down=1
 sysctl -qw net.mpls.platform_labels=100000
 sysctl -qw net.core.xfrm_larval_drop=0
 
+# IPsec fail-closed guard: tunnel packets to or from a peer are dropped
+# unless one of charon's policies (a lower priority number) protects them
+ip xfrm policy update src ::/0 dst 2001:db8:101::2/128 proto gre dir out priority 3000000 action block
+ip xfrm policy update src 2001:db8:101::2/128 dst ::/0 proto gre dir in priority 3000000 action block
+ip xfrm policy update src ::/0 dst 2001:db8:202::2/128 proto gre dir out priority 3000000 action block
+ip xfrm policy update src 2001:db8:202::2/128 dst ::/0 proto gre dir in priority 3000000 action block
+
 # devices
 ip link set lo up
 # eth0: existing interface towards underlay
