@@ -124,6 +124,8 @@ func Build(s Spec, l Lab) (*Actions, error) {
 		return nodeFail(l, s)
 	case DaemonRestart:
 		return daemonRestart(l, s)
+	case CharonKill:
+		return charonKill(l, s)
 	case Observe:
 		return &Actions{}, nil
 	}
@@ -354,24 +356,61 @@ func nodeFail(l Lab, s Spec) (*Actions, error) {
 	return a, nil
 }
 
-func daemonRestart(l Lab, s Spec) (*Actions, error) {
+// daemonPID returns the pid of a running daemon of a backbone router.
+func daemonPID(l Lab, s Spec, daemon string) (int, error) {
 	if _, err := backboneRouter(l.Plan, s.Node); err != nil {
-		return nil, err
+		return 0, err
 	}
 	ds, err := runningDaemons(l, s.Node)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	var names []string
-	pid := 0
 	for _, d := range ds {
 		names = append(names, d.Name)
-		if d.Name == s.Daemon {
-			pid = d.PID
+		if d.Name == daemon {
+			return d.PID, nil
 		}
 	}
-	if pid == 0 {
-		return nil, fmt.Errorf("daemon-restart: %s does not run %s: use one of %s", s.Node, s.Daemon, strings.Join(names, ", "))
+	return 0, fmt.Errorf("%s: %s does not run %s: use one of %s", s.Kind, s.Node, daemon, strings.Join(names, ", "))
+}
+
+// ipsecStart returns a node's strongSwan start script: it starts charon
+// and loads every connection and secret (swanctl --load-all).
+func ipsecStart(l Lab, s Spec) (Step, error) {
+	for _, sc := range l.StartScripts(s.Node) {
+		if strings.HasSuffix(sc, "/ipsec.sh") {
+			return Step{Node: s.Node, Argv: []string{"/bin/sh", sc}}, nil
+		}
+	}
+	return Step{}, fmt.Errorf("%s: %s has no strongSwan start script (ipsec.sh): is the lab up?", s.Kind, s.Node)
+}
+
+// charonKill kills charon as a crash would (SIGKILL: no cleanup, its
+// kernel policies and SAs stay) and restarts it on restore.
+func charonKill(l Lab, s Spec) (*Actions, error) {
+	pid, err := daemonPID(l, s, "charon")
+	if err != nil {
+		return nil, err
+	}
+	start, err := ipsecStart(l, s)
+	if err != nil {
+		return nil, err
+	}
+	return &Actions{
+		Inject: []Step{
+			{Node: s.Node, Argv: []string{"kill", "-KILL", strconv.Itoa(pid)}},
+			{Node: s.Node, WaitExit: []int{pid}},
+		},
+		Restore:  []Step{start},
+		Converge: []string{s.Node},
+	}, nil
+}
+
+func daemonRestart(l Lab, s Spec) (*Actions, error) {
+	pid, err := daemonPID(l, s, s.Daemon)
+	if err != nil {
+		return nil, err
 	}
 	a := &Actions{Converge: []string{s.Node}}
 	if s.Graceful {
@@ -385,18 +424,11 @@ func daemonRestart(l Lab, s Spec) (*Actions, error) {
 		Step{Node: s.Node, Argv: []string{"kill", "-TERM", strconv.Itoa(pid)}},
 		Step{Node: s.Node, WaitExit: []int{pid}})
 	if s.Daemon == "charon" {
-		// The strongSwan start script starts charon and loads every
-		// connection and secret (swanctl --load-all).
-		var ipsec string
-		for _, sc := range l.StartScripts(s.Node) {
-			if strings.HasSuffix(sc, "/ipsec.sh") {
-				ipsec = sc
-			}
+		start, err := ipsecStart(l, s)
+		if err != nil {
+			return nil, err
 		}
-		if ipsec == "" {
-			return nil, fmt.Errorf("daemon-restart: %s has no strongSwan start script (ipsec.sh): is the lab up?", s.Node)
-		}
-		a.Inject = append(a.Inject, Step{Node: s.Node, Argv: []string{"/bin/sh", ipsec}})
+		a.Inject = append(a.Inject, start)
 		return a, nil
 	}
 	// As FRR's own frrcommon.sh restarts one daemon: start it, then apply

@@ -63,6 +63,8 @@ func TestParseSpec(t *testing.T) {
 		{kind: "daemon-restart", args: []string{"ldpd"}, want: Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "ldpd"}},
 		{kind: "daemon-restart", args: []string{"pe202"}, want: Spec{Kind: DaemonRestart, Node: "pe202", Daemon: "ospfd"}},
 		{kind: "daemon-restart", args: []string{"pe201", "charon"}, want: Spec{Kind: DaemonRestart, Node: "pe201", Daemon: "charon"}},
+		{kind: "charon-kill", want: Spec{Kind: CharonKill, Node: "pe101"}},
+		{kind: "charon-kill", args: []string{"pe202"}, want: Spec{Kind: CharonKill, Node: "pe202"}},
 		{kind: "daemon-restart", args: []string{"pe201", "sshd"}, err: `unknown daemon "sshd"`},
 		{kind: "link-shut", args: []string{"pe101"}, err: "is not ROUTER-ROUTER"},
 		{kind: "link-shut", args: []string{"a-b", "c-d"}, want: Spec{Kind: LinkShut, A: "a-b", B: "c-d"}},
@@ -173,6 +175,15 @@ func TestBuild(t *testing.T) {
 			converge: []string{"pe201"},
 		},
 		{
+			spec: Spec{Kind: CharonKill, Node: "pe201"},
+			inject: []string{
+				"pe201: kill -KILL 2003",
+				"pe201: wait until pid 2003 exited",
+			},
+			restore:  []string{"pe201: /bin/sh /run/backbone/t/run/nodes/pe201/ipsec.sh"},
+			converge: []string{"pe201"},
+		},
+		{
 			spec: Spec{Kind: IPsecRekey, A: "pe101", B: "pe201"},
 			inject: []string{
 				"pe101: swanctl --rekey --child gre-pe201",
@@ -248,6 +259,7 @@ func TestBuildErrors(t *testing.T) {
 		{Spec{Kind: UnderlayCut, A: "ce1", B: "pe101"}, "ce1 is a ce, not a backbone router"},
 		{Spec{Kind: NodeFail, Node: "ce1"}, "not a backbone router"},
 		{Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "isisd"}, "pe101 does not run isisd"},
+		{Spec{Kind: CharonKill, Node: "ce2"}, "ce2 is a ce, not a backbone router"},
 		{Spec{Kind: DaemonRestart, Node: "pe101", Daemon: "bgpd", Graceful: true}, "only ospfd and ospf6d"},
 	}
 	for _, tt := range tests {

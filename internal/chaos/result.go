@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/probe"
+	"github.com/backbone-net/backbone/internal/verify"
 )
 
 // Phases a gap is attributed to, by when it started.
@@ -49,7 +50,13 @@ type Result struct {
 	// was restored and the figures stop there.
 	Incomplete bool           `json:"incomplete,omitempty"`
 	Note       string         `json:"note,omitempty"`
-	Actions    *Actions       `json:"actions"`
+	// CleartextPackets is, for a scenario that captures the underlay
+	// (charon-kill), how many packets of encrypted tunnels crossed it
+	// without ESP from the baseline until recovery; Capture has the
+	// detail (ESP and IKE counts, kinds, examples).
+	CleartextPackets *int                `json:"cleartext_packets,omitempty"`
+	Capture          *verify.CaptureCount `json:"capture,omitempty"`
+	Actions          *Actions             `json:"actions"`
 	Streams    []StreamResult `json:"streams"`
 }
 
@@ -159,6 +166,9 @@ type Aggregate struct {
 	All   StreamAggregate `json:"all"`
 	// NotRecovered counts runs that did not fully recover.
 	NotRecovered int `json:"not_recovered"`
+	// CleartextPackets is the sum over runs of the packets the underlay
+	// capture saw in clear (scenarios that capture: charon-kill).
+	CleartextPackets *int `json:"cleartext_packets,omitempty"`
 }
 
 // StreamAggregate is one stream's (or a worst-of group's) loss over runs.
@@ -199,6 +209,9 @@ func Summarize(runs []*Result) *Aggregate {
 	for _, r := range runs {
 		if !r.Recovered {
 			a.NotRecovered++
+		}
+		if r.CleartextPackets != nil {
+			a.CleartextPackets = new(ptrOr(a.CleartextPackets) + *r.CleartextPackets)
 		}
 		var ws, wa [2]Loss // worst fault, recovery
 		for _, s := range r.Streams {
@@ -270,4 +283,11 @@ func worstSpacing(ss []Spacing) Spacing {
 		w.Mean, w.P99, w.Max = max(w.Mean, s.Mean), max(w.P99, s.P99), max(w.Max, s.Max)
 	}
 	return w
+}
+
+func ptrOr(p *int) int {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

@@ -108,6 +108,14 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	if err := waitFlowing(ctx, o, sess, streams, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("before the fault: %w", err)
 	}
+	var capture *verify.Capture
+	if o.Spec.Captures() {
+		o.Progress("run %d: capturing the underlay between PEs", run)
+		if capture, err = verify.StartCapture(context.WithoutCancel(ctx), pl, o.Lab.Nodes); err != nil {
+			return nil, err
+		}
+		defer capture.Stop()
+	}
 	sleep(ctx, o.Baseline)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("interrupted before the fault: nothing was changed")
@@ -140,6 +148,10 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 		note = fmt.Sprintf("interrupted %.1fs after inject: the fault was restored; recovery was not awaited", (sess.Now() - inject).Seconds())
 	}
 	res.Converged = ms(conv)
+	if capture != nil {
+		n := capture.Stop()
+		res.Capture, res.CleartextPackets = &n, &n.Cleartext
+	}
 	recs := sess.StopWithin(o.stale())
 	stopped = true
 	if err := sess.Err(); err != nil {

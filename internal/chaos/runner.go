@@ -82,6 +82,11 @@ func (r *SessionRunner) NodeAction(ctx context.Context, nodeName, action string)
 	return fmt.Errorf("unknown node action %q", action)
 }
 
+// StepTimeout bounds one command of a scenario: a step that hangs (a start
+// script waiting for a daemon that never answers) fails instead of
+// holding the run forever.
+const StepTimeout = 2 * time.Minute
+
 // Execute runs steps in order and stops at the first failure.
 func Execute(ctx context.Context, r Runner, steps []Step) error {
 	for _, s := range steps {
@@ -97,8 +102,13 @@ func Execute(ctx context.Context, r Runner, steps []Step) error {
 			}
 			continue
 		}
-		out, err := r.Run(ctx, s.Node, s.Argv)
+		sctx, cancel := context.WithTimeout(ctx, StepTimeout)
+		out, err := r.Run(sctx, s.Node, s.Argv)
+		cancel()
 		if err != nil {
+			if sctx.Err() == context.DeadlineExceeded {
+				err = fmt.Errorf("still running after %s, killed: %w", StepTimeout, err)
+			}
 			return fmt.Errorf("%s: %v\n%s", s, err, strings.TrimSpace(string(out)))
 		}
 		// vtysh exits 0 even when a daemon refuses a line: a "%" line is

@@ -20,6 +20,9 @@ const (
 	NodeFail      = "node-fail"
 	DaemonRestart = "daemon-restart"
 	IPsecRekey    = "ipsec-rekey"
+	// CharonKill kills charon (SIGKILL, as a crash) and starts it again,
+	// with the underlay captured throughout: nothing may cross in clear.
+	CharonKill = "charon-kill"
 	// Observe injects nothing: it measures what a change made by hand
 	// (a deploy, a maintenance) costs while it holds.
 	Observe = "observe"
@@ -27,7 +30,7 @@ const (
 
 // Kinds returns the scenario kinds.
 func Kinds() []string {
-	return []string{LinkShut, UnderlayCut, NodeFail, DaemonRestart, IPsecRekey, Observe}
+	return []string{LinkShut, UnderlayCut, NodeFail, DaemonRestart, IPsecRekey, CharonKill, Observe}
 }
 
 // Restartable returns the daemons daemon-restart knows how to restart.
@@ -64,11 +67,15 @@ type Spec struct {
 	Graceful bool `json:"graceful,omitempty"`
 }
 
+// Captures reports whether the scenario captures the underlay while it
+// runs (its result then says how many packets crossed in clear).
+func (s Spec) Captures() bool { return s.Kind == CharonKill }
+
 func (s Spec) String() string {
 	switch s.Kind {
 	case Observe:
 		return s.Kind
-	case NodeFail:
+	case NodeFail, CharonKill:
 		return s.Kind + " " + s.Node
 	case DaemonRestart:
 		if s.Graceful {
@@ -116,6 +123,15 @@ func ParseSpec(kind string, args []string) (Spec, error) {
 			s.Node = args[0]
 		default:
 			return s, fmt.Errorf("%s takes one router (e.g. %s), got %q", kind, DefaultNode, strings.Join(args, " "))
+		}
+	case CharonKill:
+		s.Node = DefaultRestartNode
+		switch len(args) {
+		case 0:
+		case 1:
+			s.Node = args[0]
+		default:
+			return s, fmt.Errorf("%s takes one PE (e.g. %s), got %q", kind, DefaultRestartNode, strings.Join(args, " "))
 		}
 	case DaemonRestart:
 		s.Node, s.Daemon = DefaultRestartNode, DefaultRestartDaemon

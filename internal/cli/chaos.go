@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -76,9 +78,15 @@ Scenarios (the fault is injected on the first router of a link):
                            meanwhile costs (a deploy, a maintenance)
   ipsec-rekey A-B          swanctl --rekey of A's CHILD_SA and IKE_SA to B under
                            traffic; --hold only observes
+  charon-kill PE           SIGKILL charon on PE (a crash: no cleanup), start it again
+                           on restore; the underlay between PEs is captured from the
+                           baseline to recovery and every packet of an encrypted
+                           tunnel that crossed it in clear is counted
+                           (cleartext_packets; default pe101)
 
 Exit status 1 when a run did not recover (a stream never came back, or the
-control plane did not converge within --recover-timeout).`,
+control plane did not converge within --recover-timeout), or when a capture
+saw a packet cross the underlay in clear.`,
 		Example: `  backbone chaos link-shut pe101-pe201 --name chaos --hold 5s
   backbone chaos node-fail pe102 --repeat 5 --json
   backbone chaos daemon-restart pe101 ldpd --svg /tmp/ldpd.svg`,
@@ -129,6 +137,9 @@ control plane did not converge within --recover-timeout).`,
 			}
 			if rep.Summary.NotRecovered > 0 {
 				return &ExitError{Code: 1, Err: fmt.Errorf("chaos %s: %d of %d run(s) did not recover", rep.Scenario, rep.Summary.NotRecovered, len(rep.Runs))}
+			}
+			if n := rep.Summary.CleartextPackets; n != nil && *n > 0 {
+				return &ExitError{Code: 1, Err: fmt.Errorf("chaos %s: %d packets of encrypted tunnels crossed the underlay in clear", rep.Scenario, *n)}
 			}
 			return nil
 		},
@@ -219,6 +230,13 @@ func printChaos(w io.Writer, rep *chaosReport) {
 		default:
 			fmt.Fprintf(w, "NOT RECOVERED: %s\n", r.Note)
 		}
+		if c := r.Capture; c != nil {
+			fmt.Fprintf(w, "  underlay capture: %d cleartext packets, %d ESP, %d IKE", c.Cleartext, c.ESP, c.IKE)
+			if c.Cleartext > 0 {
+				fmt.Fprintf(w, " (%s); e.g. %s", kindsText(c.Kinds), strings.Join(c.Examples, " | "))
+			}
+			fmt.Fprintln(w)
+		}
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "STREAM\tFAULT ms\tLOST\tRECOVERY ms\tLOST\tBASELINE ms\tDUP\tREORD\tNOTE\t")
 		for _, s := range r.Streams {
@@ -252,6 +270,15 @@ func printChaos(w io.Writer, rep *chaosReport) {
 	if a.NotRecovered > 0 {
 		fmt.Fprintf(w, "%d of %d runs did not recover\n", a.NotRecovered, a.Runs)
 	}
+}
+
+// kindsText lists counts by kind, sorted by kind.
+func kindsText(kinds map[string]int) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(kinds)) {
+		out = append(out, fmt.Sprintf("%s %d", k, kinds[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 func streamNote(down, open bool) string {

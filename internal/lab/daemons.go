@@ -63,13 +63,29 @@ func startScript(p layout.Lab, pl *plan.Plan, r *plan.Router, phase string) stri
 		w("# one charon per router, with its own config, socket and log")
 		w("export STRONGSWAN_CONF=%s", filepath.Join(conf, strongswan.ConfFile))
 		w("rm -f %s", vici)
-		w("# SAs of an earlier charon (a restart): its policies stay, so nothing leaks")
-		w("ip xfrm state flush")
+		w("# SAs of an earlier charon (a restart, a crash) keep carrying the tunnels")
+		w("# until the new charon has its own; then they go. Its policies and the")
+		w("# guard stay throughout, so nothing leaks.")
+		w(`old=$(ip xfrm state list | awk '/^src /{s=$2; d=$4} /^\tproto esp spi /{print "src " s " dst " d " proto esp spi " $4}')`)
 		w("setsid /usr/sbin/charon-systemd >%s 2>&1 </dev/null &", filepath.Join(nodeDir, "charon.out"))
 		w("echo $! >%s", filepath.Join(nodeDir, "charon.pid"))
 		w("i=0; while [ ! -S %s ]; do i=$((i+1)); [ $i -lt 600 ] || { echo 'charon did not open its socket' >&2; exit 1; }; sleep 0.02; done", vici)
 		out := filepath.Join(nodeDir, "swanctl.out")
 		w("swanctl --load-all --noprompt --file %s >%s 2>&1 || { cat %s >&2; exit 1; }", filepath.Join(conf, strongswan.SwanctlFile), out, out)
+		var children []string
+		for _, i := range r.Interfaces {
+			if i.Encrypted {
+				children = append(children, i.Name)
+			}
+		}
+		w(`if [ -n "$old" ]; then`)
+		w("\t# a restart: negotiate every tunnel now (INITIAL_CONTACT makes the peers")
+		w("\t# drop the old charon's SAs), then delete the old SAs here")
+		w("\tpids=")
+		w("\tfor c in %s; do swanctl --initiate --child $c --timeout 10 >/dev/null 2>&1 & pids=\"$pids $!\"; done", strings.Join(children, " "))
+		w("\tfor p in $pids; do wait $p || true; done")
+		w(`	echo "$old" | while read -r sa; do ip xfrm state delete $sa 2>/dev/null || true; done`)
+		w("fi")
 	case PhaseFRR:
 		w("# the node's /etc/frr: the rendered config, read by vtysh -b")
 		w("cp %s /etc/frr/frr.conf", filepath.Join(conf, "frr.conf"))

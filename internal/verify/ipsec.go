@@ -1,10 +1,13 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +15,7 @@ import (
 	"time"
 
 	"github.com/backbone-net/backbone/internal/intent"
+	"github.com/backbone-net/backbone/internal/node"
 	"github.com/backbone-net/backbone/internal/plan"
 )
 
@@ -182,18 +186,25 @@ func checkSAs(sc scope, r *recorder) {
 	})
 }
 
-// checkCapture captures the underlay between PEs for d and counts what is
-// not ESP or IKE: any cleartext GRE, VXLAN, OSPF, LDP or BGP fails.
-func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duration, onPEs bool, r *recorder) {
+// captureSpec is what a capture of the underlay between PEs selects,
+// and the tunnels whose cleartext counts.
+type captureSpec struct {
+	filter    string
+	encrypted map[[2]netip.Addr]bool
+}
+
+// newCaptureSpec returns the capture of plan p; ok is false when there is
+// nothing to capture (no encryption, no underlay).
+func newCaptureSpec(p *plan.Plan) (captureSpec, bool) {
 	if !p.Encryption.Enabled {
-		return
+		return captureSpec{}, false
 	}
 	var src, dst []string
-	encrypted := map[[2]netip.Addr]bool{}
+	cs := captureSpec{encrypted: map[[2]netip.Addr]bool{}}
 	for _, rt := range p.Routers {
 		for _, i := range rt.Interfaces {
 			if i.Encrypted {
-				encrypted[[2]netip.Addr{i.Local, i.Remote}] = true
+				cs.encrypted[[2]netip.Addr{i.Local, i.Remote}] = true
 			}
 		}
 		if rt.Underlay != nil {
@@ -206,57 +217,189 @@ func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duratio
 		}
 	}
 	if len(src) == 0 {
+		return captureSpec{}, false
+	}
+	cs.filter = "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
+	return cs, true
+}
+
+// CaptureCount is what a capture of the underlay between PEs saw.
+type CaptureCount struct {
+	ESP int `json:"esp"`
+	IKE int `json:"ike"`
+	// Cleartext counts the packets of encrypted tunnels that crossed
+	// without ESP, by kind (GRE, VXLAN, OSPF, LDP, BGP, ICMPv6, other).
+	Cleartext int            `json:"cleartext"`
+	Kinds     map[string]int `json:"kinds,omitempty"`
+	// Examples are the first cleartext lines, as tcpdump printed them.
+	Examples []string `json:"examples,omitempty"`
+}
+
+// add counts one tcpdump line.
+func (n *CaptureCount) add(cs captureSpec, line string) {
+	if strings.TrimSpace(line) == "" {
 		return
 	}
-	filter := "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
+	src, dst, ok := captureEnds(line)
+	switch {
+	case strings.Contains(line, "ESP(") || strings.Contains(line, ": ESP"):
+		n.ESP++
+	case strings.Contains(line, ".500 ") || strings.Contains(line, ".4500 ") || strings.Contains(line, "isakmp"):
+		n.IKE++
+	default:
+		// Cleartext between two PEs counts only on encrypted links.
+		if ok && !cs.encrypted[[2]netip.Addr{src, dst}] && !cs.encrypted[[2]netip.Addr{dst, src}] {
+			return
+		}
+		if n.Kinds == nil {
+			n.Kinds = map[string]int{}
+		}
+		n.Kinds[classify(line)]++
+		n.Cleartext++
+		if len(n.Examples) < 3 {
+			n.Examples = append(n.Examples, strings.TrimSpace(line))
+		}
+	}
+}
+
+// kinds lists the cleartext kinds with their counts, sorted.
+func (n *CaptureCount) kinds() string {
+	var ks []string
+	for k, c := range n.Kinds {
+		ks = append(ks, fmt.Sprintf("%s %d", k, c))
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+// checkCapture captures the underlay between PEs for d and counts what is
+// not ESP or IKE: any cleartext GRE, VXLAN, OSPF, LDP or BGP fails.
+func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duration, onPEs bool, r *recorder) {
+	cs, ok := newCaptureSpec(p)
+	if !ok {
+		return
+	}
 	secs := strconv.FormatFloat(d.Seconds(), 'f', -1, 64)
-	out, err := captureUnderlay(ctx, p, c, secs, filter, onPEs)
+	out, err := captureUnderlay(ctx, p, c, secs, cs.filter, onPEs)
 	if err != nil {
 		r.fail(GroupEncryption, "underlay capture", "tcpdump could not run (install tcpdump on the routers)", "%v", err)
 		return
 	}
-	esp, ike := 0, 0
-	clear := map[string]int{}
-	var examples []string
+	var n CaptureCount
 	for _, line := range strings.Split(string(out), "\n") {
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		src, dst, ok := captureEnds(line)
-		switch {
-		case strings.Contains(line, "ESP(") || strings.Contains(line, ": ESP"):
-			esp++
-		case strings.Contains(line, ".500 ") || strings.Contains(line, ".4500 ") || strings.Contains(line, "isakmp"):
-			ike++
-		default:
-			// Cleartext between two PEs counts only on encrypted links.
-			if ok && !encrypted[[2]netip.Addr{src, dst}] && !encrypted[[2]netip.Addr{dst, src}] {
-				continue
-			}
-			kind := classify(line)
-			clear[kind]++
-			if len(examples) < 3 {
-				examples = append(examples, strings.TrimSpace(line))
-			}
-		}
+		n.add(cs, line)
 	}
-	var kinds []string
-	total := 0
-	for k, n := range clear {
-		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
-		total += n
-	}
-	sort.Strings(kinds)
 	switch {
-	case total > 0:
+	case n.Cleartext > 0:
 		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs",
 			"IPsec policies are missing (charon down without trap policies, bypass-lan loaded, or selectors that do not match the encapsulation)",
-			"%d cleartext packets in %s (%s), %d ESP; e.g. %s", total, d, strings.Join(kinds, ", "), esp, strings.Join(examples, " | "))
-	case esp == 0:
+			"%d cleartext packets in %s (%s), %d ESP; e.g. %s", n.Cleartext, d, n.kinds(), n.ESP, strings.Join(n.Examples, " | "))
+	case n.ESP == 0:
 		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "no traffic crossed the underlay during the capture: the backbone is idle or down",
 			"0 packets between PEs in %s", d)
 	default:
-		r.pass(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "%d ESP, %d IKE, 0 cleartext packets in %s", esp, ike, d)
+		r.pass(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "%d ESP, %d IKE, 0 cleartext packets in %s", n.ESP, n.IKE, d)
+	}
+}
+
+// Capture is a capture of a lab's underlay between PEs that runs until
+// stopped (chaos runs one for the whole of a scenario).
+type Capture struct {
+	cs     captureSpec
+	cancel context.CancelFunc
+	done   chan error
+	stop   sync.Once
+	mu     sync.Mutex
+	n      CaptureCount
+	buf    []byte
+}
+
+// StartCapture starts capturing the lab's underlay between PEs, from its
+// underlay node, which sees every link. It returns once tcpdump listens.
+func StartCapture(ctx context.Context, p *plan.Plan, nodes node.Nodes) (*Capture, error) {
+	cs, ok := newCaptureSpec(p)
+	if !ok {
+		return nil, fmt.Errorf("plan %q encrypts nothing: there is nothing to capture", p.Name)
+	}
+	r, err := nodes.Node("underlay")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c := &Capture{cs: cs, cancel: cancel, done: make(chan error, 1)}
+	listening := make(chan struct{})
+	var once sync.Once
+	stderr := &lineWriter{fn: func(line string) {
+		if strings.Contains(line, "listening on") {
+			once.Do(func() { close(listening) })
+		}
+	}}
+	go func() {
+		c.done <- r.Run(ctx, node.Cmd{Argv: []string{"tcpdump", "-nn", "-l", "-i", "any", cs.filter}, Stdout: c, Stderr: stderr})
+	}()
+	select {
+	case <-listening:
+		return c, nil
+	case err := <-c.done:
+		cancel()
+		return nil, fmt.Errorf("underlay capture: tcpdump ended before it listened (install tcpdump): %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-c.done
+		return nil, fmt.Errorf("underlay capture: tcpdump did not start listening in 10s")
+	}
+}
+
+// Write implements io.Writer: tcpdump's lines, counted as they come.
+func (c *Capture) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.buf = append(c.buf, b...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 {
+			break
+		}
+		c.n.add(c.cs, string(c.buf[:i]))
+		c.buf = c.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// Count is what the capture saw so far.
+func (c *Capture) Count() CaptureCount {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.n
+	n.Kinds = maps.Clone(c.n.Kinds)
+	n.Examples = slices.Clone(c.n.Examples)
+	return n
+}
+
+// Stop ends the capture and returns what it saw. It may be called again.
+func (c *Capture) Stop() CaptureCount {
+	c.stop.Do(func() {
+		c.cancel()
+		<-c.done
+	})
+	return c.Count()
+}
+
+// lineWriter calls fn for each line written.
+type lineWriter struct {
+	buf []byte
+	fn  func(string)
+}
+
+func (w *lineWriter) Write(b []byte) (int, error) {
+	w.buf = append(w.buf, b...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		w.fn(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
 	}
 }
 
