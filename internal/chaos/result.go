@@ -48,16 +48,16 @@ type Result struct {
 	Recovered bool `json:"recovered"`
 	// Incomplete: the run was interrupted (Ctrl-C, SIGTERM); the fault
 	// was restored and the figures stop there.
-	Incomplete bool           `json:"incomplete,omitempty"`
-	Note       string         `json:"note,omitempty"`
+	Incomplete bool   `json:"incomplete,omitempty"`
+	Note       string `json:"note,omitempty"`
 	// CleartextPackets is, for a scenario that captures the underlay
 	// (charon-kill), how many packets of encrypted tunnels crossed it
 	// without ESP from the baseline until recovery; Capture has the
 	// detail (ESP and IKE counts, kinds, examples).
-	CleartextPackets *int                `json:"cleartext_packets,omitempty"`
+	CleartextPackets *int                 `json:"cleartext_packets,omitempty"`
 	Capture          *verify.CaptureCount `json:"capture,omitempty"`
 	Actions          *Actions             `json:"actions"`
-	Streams    []StreamResult `json:"streams"`
+	Streams          []StreamResult       `json:"streams"`
 }
 
 // StreamResult is one probe stream's loss in one run.
