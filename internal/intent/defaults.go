@@ -19,6 +19,10 @@ const (
 	DefaultLabelStack     = 2
 	DefaultUnderlayIf     = "eth0"
 	DefaultRekeyTime      = "4h"
+	DefaultGracePeriod    = 120
+	DefaultBGPRestart     = 120
+	DefaultBGPStalepath   = 360
+	DefaultMaxPrefixes    = 1000
 )
 
 func boolPtr(b bool) *bool { return &b }
@@ -69,6 +73,20 @@ func (in *Intent) applyDefaults() {
 	}
 	if p.OSPF.Cost == 0 {
 		p.OSPF.Cost = DefaultCost
+	}
+	if p.OSPF.GracePeriod == 0 {
+		p.OSPF.GracePeriod = DefaultGracePeriod
+	}
+	if p.BGP.RestartTime == 0 {
+		p.BGP.RestartTime = DefaultBGPRestart
+	}
+	if p.BGP.StalepathTime == 0 {
+		p.BGP.StalepathTime = DefaultBGPStalepath
+	}
+	for i := range in.Sites {
+		if in.Sites[i].MaxPrefixes == 0 {
+			in.Sites[i].MaxPrefixes = DefaultMaxPrefixes
+		}
 	}
 	if p.LDP.Enabled == nil {
 		p.LDP.Enabled = boolPtr(true)

@@ -74,6 +74,10 @@ type OSPF struct {
 	RetransmitInterval int `yaml:"retransmit_interval" json:"retransmit_interval"`
 	// Cost is the default interface cost; links may override it.
 	Cost int `yaml:"cost" json:"cost"`
+	// GracePeriod is how long, in seconds, neighbours keep forwarding
+	// through a router whose ospfd/ospf6d restarts gracefully (RFC 3623,
+	// RFC 5187), and zebra keeps its routes (1-1800; default 120).
+	GracePeriod int `yaml:"grace_period" json:"grace_period"`
 }
 
 // LDP is label distribution for IPv4 and IPv6.
@@ -111,6 +115,13 @@ type BGP struct {
 	ConnectRetry int `yaml:"connect_retry" json:"connect_retry"`
 	Keepalive    int `yaml:"keepalive" json:"keepalive"`
 	Hold         int `yaml:"hold" json:"hold"`
+	// RestartTime is the BGP graceful restart time (RFC 4724) a router
+	// announces: how long its peers keep its routes while its bgpd
+	// restarts (1-4095 s; default 120). StalepathTime is how long a
+	// restarted peer's stale routes are kept until its End-of-RIB
+	// (1-4095 s; default 360).
+	RestartTime   int `yaml:"restart_time" json:"restart_time"`
+	StalepathTime int `yaml:"stalepath_time" json:"stalepath_time"`
 }
 
 // BFD timers for the IGP sessions.
@@ -251,4 +262,8 @@ type Site struct {
 	// first address of each).
 	Prefixes []string `yaml:"prefixes" json:"prefixes"`
 	Routing  string   `yaml:"routing" json:"routing"`
+	// MaxPrefixes caps the routes the PE accepts from the CE's eBGP
+	// session, per address family: a CE that sends more is cut off
+	// (maximum-prefix; default 1000, 1-4294967295).
+	MaxPrefixes int64 `yaml:"max_prefixes" json:"max_prefixes"`
 }

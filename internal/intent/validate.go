@@ -323,6 +323,15 @@ func validateProtocols(in *Intent, c *collector) {
 	if p.LDP.HoldTime <= p.LDP.HelloInterval || p.LDP.HoldTime > 65535 {
 		c.errorf("protocols.ldp.hold_time", "make it about 3x the hello interval", "LDP hold time %d must be greater than the hello interval %d", p.LDP.HoldTime, p.LDP.HelloInterval)
 	}
+	if p.OSPF.GracePeriod < 1 || p.OSPF.GracePeriod > 1800 {
+		c.errorf("protocols.ospf.grace_period", "use 1 to 1800 seconds (default 120)", "OSPF grace period %d is out of range", p.OSPF.GracePeriod)
+	}
+	if p.BGP.RestartTime < 1 || p.BGP.RestartTime > 4095 {
+		c.errorf("protocols.bgp.restart_time", "use 1 to 4095 seconds (default 120)", "BGP restart time %d is out of range", p.BGP.RestartTime)
+	}
+	if p.BGP.StalepathTime < 1 || p.BGP.StalepathTime > 4095 {
+		c.errorf("protocols.bgp.stalepath_time", "use 1 to 4095 seconds (default 360)", "BGP stale-path time %d is out of range", p.BGP.StalepathTime)
+	}
 	if p.BGP.ConnectRetry < 1 || p.BGP.ConnectRetry > 65535 {
 		c.errorf("protocols.bgp.connect_retry", "use 1 to 65535 seconds", "connect retry %d is out of range", p.BGP.ConnectRetry)
 	}
@@ -756,6 +765,9 @@ func validateSites(in *Intent, routers map[string]routerInfo, vrfs map[string]in
 			}
 		default:
 			c.errorf(path+".routing", `use "static" or "ebgp"`, "unknown routing %q", s.Routing)
+		}
+		if s.MaxPrefixes < 1 || s.MaxPrefixes > 4294967295 {
+			c.errorf(path+".max_prefixes", "use 1 to 4294967295 routes per address family (default 1000)", "maximum prefixes %d is out of range", s.MaxPrefixes)
 		}
 		p4, ok4 := parsePrefix(c, path+".ipv4", s.IPv4, false, false)
 		p6, ok6 := parsePrefix(c, path+".ipv6", s.IPv6, true, false)

@@ -56,6 +56,9 @@ type Protocols struct {
 	ConnectRetry    int      `json:"bgp_connect_retry"`
 	Keepalive       int      `json:"bgp_keepalive,omitempty"`
 	Hold            int      `json:"bgp_hold,omitempty"`
+	GracePeriod     int      `json:"ospf_grace_period"`
+	BGPRestart      int      `json:"bgp_restart_time"`
+	BGPStalepath    int      `json:"bgp_stalepath_time"`
 	PlatformLabels  int      `json:"mpls_platform_labels"`
 	LabelStack      int      `json:"mpls_label_stack"`
 	RouteReflectors []string `json:"route_reflectors,omitempty"`
@@ -171,6 +174,8 @@ type Site struct {
 	VRF      string         `json:"vrf"`
 	Routing  string         `json:"routing"`
 	CEASN    uint32         `json:"ce_asn,omitempty"`
+	// MaxPrefixes caps the routes the PE takes from the CE per family.
+	MaxPrefixes int64 `json:"max_prefixes,omitempty"`
 	Prefixes []netip.Prefix `json:"prefixes"`
 	// PE and CE addresses on the attachment, with prefix length.
 	PEIPv4 netip.Prefix `json:"pe_ipv4,omitzero"`
@@ -282,6 +287,7 @@ func (b *builder) build() *Plan {
 			LDPSession: in.Protocols.LDP.SessionHoldtime,
 			BFD:        *in.Protocols.BFD.Enabled, BFDIntervalMS: in.Protocols.BFD.IntervalMS, BFDMultiplier: in.Protocols.BFD.Multiplier,
 			ConnectRetry: in.Protocols.BGP.ConnectRetry, Keepalive: in.Protocols.BGP.Keepalive, Hold: in.Protocols.BGP.Hold,
+			GracePeriod: in.Protocols.OSPF.GracePeriod, BGPRestart: in.Protocols.BGP.RestartTime, BGPStalepath: in.Protocols.BGP.StalepathTime,
 			PlatformLabels: in.Protocols.MPLS.PlatformLabels, LabelStack: in.Protocols.MPLS.LabelStack,
 			RouteReflectors: in.Protocols.BGP.RouteReflectors,
 		},
@@ -538,7 +544,7 @@ func (b *builder) sites(p *Plan) {
 	for i, s := range b.in.Sites {
 		pe, ce := p.Router(s.PE), p.Router(s.CE)
 		ps := &Site{
-			CE: s.CE, PE: s.PE, VRF: s.VRF, Routing: s.Routing, CEASN: ce.ASN,
+			CE: s.CE, PE: s.PE, VRF: s.VRF, Routing: s.Routing, CEASN: ce.ASN, MaxPrefixes: s.MaxPrefixes,
 			PEInterface: "to-" + s.CE, CEInterface: "to-" + s.PE, MTU: p.CustomerMTU,
 		}
 		if s.Routing != intent.RoutingEBGP {

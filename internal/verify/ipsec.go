@@ -244,7 +244,10 @@ func (n *CaptureCount) add(cs captureSpec, line string) {
 	switch {
 	case strings.Contains(line, "ESP(") || strings.Contains(line, ": ESP"):
 		n.ESP++
-	case strings.Contains(line, ".500 ") || strings.Contains(line, ".4500 ") || strings.Contains(line, "isakmp"):
+	case strings.Contains(line, ".500 ") || strings.Contains(line, ".4500 ") || strings.Contains(line, "isakmp"),
+		// An ICMP error about an IKE packet (a PE whose charon is down
+		// answers its peers' IKE with port unreachable): it quotes IKE.
+		strings.Contains(line, "udp port 500") || strings.Contains(line, "udp port 4500"):
 		n.IKE++
 	default:
 		// Cleartext between two PEs counts only on encrypted links.

@@ -95,6 +95,8 @@ func TestCapture(t *testing.T) {
 		detail string
 	}{
 		{"only ESP", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0xc6fabf07,seq=0x1), length 120\nIP6 2001:db8:201::2.500 > 2001:db8:101::2.500: isakmp: child_sa inf2\n", true, "1 ESP, 1 IKE"},
+		// Recorded with charon stopped on pe101: its kernel answers IKE.
+		{"ICMP error about IKE", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0xc6fabf07,seq=0x1), length 120\n07:52:56.586476 u-pe101 In  IP6 2001:db8:101::2 > 2001:db8:102::2: ICMP6, destination unreachable, unreachable port, 2001:db8:101::2 udp port 500, length 284\n", true, "1 ESP, 1 IKE"},
 		{"cleartext GRE", "IP6 2001:db8:101::2 > 2001:db8:201::2: GREv0, length 88: IP 10.20.0.222 > 224.0.0.5: OSPFv2, Hello\nIP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n", false, "1 cleartext packets"},
 		{"cleartext VXLAN", "IP6 2001:db8:202::2.51234 > 2001:db8:102::2.4789: VXLAN, flags [I] (0x08), vni 10103\n", false, "VXLAN 1"},
 		{"idle", "", false, "0 packets between PEs"},

@@ -157,15 +157,27 @@ func (c *cli) verifyGreen(lab string, wait time.Duration) report {
 }
 
 type report struct {
-	Backend string `json:"backend"`
-	Results []struct {
-		Name     string `json:"name"`
-		Pass     bool   `json:"pass"`
-		Evidence string `json:"evidence"`
-	} `json:"results"`
-	Passed   int   `json:"passed"`
-	Failed   int   `json:"failed"`
-	Duration int64 `json:"duration_ns"`
+	Backend  string  `json:"backend"`
+	Results  []check `json:"results"`
+	Passed   int     `json:"passed"`
+	Failed   int     `json:"failed"`
+	Duration int64   `json:"duration_ns"`
+}
+
+// result returns the check of that name.
+func (r report) result(name string) (check, bool) {
+	for _, res := range r.Results {
+		if res.Name == name {
+			return res, true
+		}
+	}
+	return check{}, false
+}
+
+type check = struct {
+	Name     string `json:"name"`
+	Pass     bool   `json:"pass"`
+	Evidence string `json:"evidence"`
 }
 
 func (r report) failing() []string {

@@ -202,11 +202,17 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 	if pr.LDPSync && anyLDP(r) {
 		w.line(" mpls ldp-sync")
 	}
+	// Graceful restart (RFC 3623): the grace LSA is an opaque LSA.
+	w.line(" capability opaque")
+	w.line(" graceful-restart grace-period %d", pr.GracePeriod)
+	w.line(" graceful-restart helper enable")
 	w.line("exit")
 	w.line("!")
 	w.line("router ospf6")
 	w.line(" ospf6 router-id %s", r.LoopbackV4)
 	w.line(" log-adjacency-changes")
+	w.line(" graceful-restart grace-period %d", pr.GracePeriod)
+	w.line(" graceful-restart helper enable")
 	w.line("exit")
 	w.line("!")
 	if anyLDP(r) {
@@ -312,6 +318,7 @@ func renderBGP(w *writer, p *plan.Plan, r *plan.Router) {
 	w.line("router bgp %d", p.ASN)
 	w.line(" bgp router-id %s", r.LoopbackV4)
 	w.line(" bgp log-neighbor-changes")
+	bgpGracefulRestart(w, p.Protocols)
 	w.line(" no bgp default ipv4-unicast")
 	if r.RouteReflector {
 		w.line(" bgp cluster-id %s", r.LoopbackV4)
@@ -400,6 +407,7 @@ func renderVRF(w *writer, p *plan.Plan, r *plan.Router, v *plan.VRF) {
 	w.line("router bgp %d vrf %s", p.ASN, v.Name)
 	w.line(" bgp router-id %s", r.LoopbackV4)
 	w.line(" bgp log-neighbor-changes")
+	bgpGracefulRestart(w, p.Protocols)
 	w.line(" no bgp default ipv4-unicast")
 	for _, s := range sites {
 		if s.Routing != intent.RoutingEBGP {
@@ -434,6 +442,7 @@ func renderVRF(w *writer, p *plan.Plan, r *plan.Router, v *plan.VRF) {
 				w.line("  neighbor %s activate", a.Addr())
 				w.line("  neighbor %s route-map RM-%s-IN in", a.Addr(), ce)
 				w.line("  neighbor %s route-map RM-%s-OUT out", a.Addr(), ce)
+				w.line("  neighbor %s maximum-prefix %d", a.Addr(), s.MaxPrefixes)
 			}
 		}
 		w.line("  label vpn export auto")
@@ -481,6 +490,7 @@ func renderCE(w *writer, p *plan.Plan, r *plan.Router) {
 	w.line("router bgp %d", s.CEASN)
 	w.line(" bgp router-id %s", ceRouterID(s))
 	w.line(" bgp log-neighbor-changes")
+	bgpGracefulRestart(w, p.Protocols)
 	w.line(" no bgp ebgp-requires-policy")
 	w.line(" no bgp default ipv4-unicast")
 	for _, a := range []netip.Prefix{s.PEIPv4, s.PEIPv6} {
@@ -530,3 +540,15 @@ func ceRouterID(s *plan.Site) netip.Addr {
 // host; the address itself for a /32 or /128), which the lab puts on the
 // CE's loopback and verify pings.
 func CEAddress(p netip.Prefix) netip.Addr { return plan.CEAddress(p) }
+
+// bgpGracefulRestart renders BGP graceful restart (RFC 4724) for one
+// instance: peers keep this router's routes while its bgpd restarts,
+// zebra keeps them in the kernel (preserve-fw-state: the F bit), and a
+// NOTIFICATION (a bgpd stopped by SIGTERM) keeps them too (RFC 8538).
+func bgpGracefulRestart(w *writer, pr plan.Protocols) {
+	w.line(" bgp graceful-restart")
+	w.line(" bgp graceful-restart preserve-fw-state")
+	w.line(" bgp graceful-restart notification")
+	w.line(" bgp graceful-restart restart-time %d", pr.BGPRestart)
+	w.line(" bgp graceful-restart stalepath-time %d", pr.BGPStalepath)
+}
