@@ -169,14 +169,14 @@ func (v *VRF) RDOn(r *Router) string {
 
 // Site is a customer site with its PE-CE link.
 type Site struct {
-	CE       string         `json:"ce"`
-	PE       string         `json:"pe"`
-	VRF      string         `json:"vrf"`
-	Routing  string         `json:"routing"`
-	CEASN    uint32         `json:"ce_asn,omitempty"`
+	CE      string `json:"ce"`
+	PE      string `json:"pe"`
+	VRF     string `json:"vrf"`
+	Routing string `json:"routing"`
+	CEASN   uint32 `json:"ce_asn,omitempty"`
 	// MaxPrefixes caps the routes the PE takes from the CE per family.
-	MaxPrefixes int64 `json:"max_prefixes,omitempty"`
-	Prefixes []netip.Prefix `json:"prefixes"`
+	MaxPrefixes int64          `json:"max_prefixes,omitempty"`
+	Prefixes    []netip.Prefix `json:"prefixes"`
 	// PE and CE addresses on the attachment, with prefix length.
 	PEIPv4 netip.Prefix `json:"pe_ipv4,omitzero"`
 	CEIPv4 netip.Prefix `json:"ce_ipv4,omitzero"`
