@@ -485,7 +485,7 @@ func TestAddStreams(t *testing.T) {
 	recs := []probe.Record{rec(ms, 400, 150, 151, 152), rec(10*ms, 40)}
 	probes := []Probe{{FromNode: "ce1", ToNode: "ce2", Site: true}, {FromNode: "pe101", ToNode: "pe102"}}
 	var res Result
-	res.addStreams(recs, probes, []string{"pe102"}, 100*ms, 300*ms, 0)
+	res.addStreams(recs, probes, []string{"pe102"}, nil, 100*ms, 300*ms, 0)
 	if len(res.Streams) != 2 {
 		t.Fatalf("%d streams, want 2", len(res.Streams))
 	}
@@ -504,5 +504,19 @@ func TestAddStreams(t *testing.T) {
 	}
 	if res.End != 410 {
 		t.Errorf("End = %v ms, want 410 (the core stream's last send)", res.End)
+	}
+	// pe102's probe engine died with its kernel: the stream's record
+	// stops at its last report, and that open end is not loss.
+	dead := rec(10*ms, 40)
+	dead.Received = dead.Received[:20]
+	var res2 Result
+	res2.addStreams([]probe.Record{dead}, probes[1:], []string{"pe102"}, map[string]bool{"pe102": true}, 100*ms, 300*ms, 0)
+	if s := res2.Streams[0]; !s.EngineLost || s.Open || s.Fault.Lost != 0 || s.Recovery.Lost != 0 {
+		t.Errorf("a stream of a dead engine: %+v", s)
+	}
+	var res3 Result
+	res3.addStreams([]probe.Record{dead}, probes[1:], []string{"pe102"}, nil, 100*ms, 300*ms, 0)
+	if s := res3.Streams[0]; s.EngineLost || !s.Open {
+		t.Errorf("the same record with the engine alive is an open gap: %+v", s)
 	}
 }

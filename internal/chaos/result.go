@@ -67,7 +67,11 @@ type StreamResult struct {
 	Site bool `json:"site,omitempty"`
 	// Down is set when an endpoint of the stream is a router the scenario
 	// takes down: its loss during the fault is by design.
-	Down       bool        `json:"down,omitempty"`
+	Down bool `json:"down,omitempty"`
+	// EngineLost: the probe engine of a crashed node (its own kernel)
+	// died with it, so this stream stops at the crash and its recovery
+	// is not measured.
+	EngineLost bool        `json:"engine_lost,omitempty"`
 	Sent       int         `json:"sent"`
 	Lost       int         `json:"lost"`
 	Duplicates int         `json:"duplicates"`

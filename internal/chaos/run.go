@@ -92,6 +92,19 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	}
 	popt := o.Lab.Probe
 	popt.Grace = o.stale()
+	// A node whose own kernel crashes takes its probe engine with it:
+	// its streams stop at the crash, the others are measured on.
+	crashed := map[string]string{} // node -> probe place
+	for _, n := range acts.Down {
+		if r := pl.Router(n); r != nil && o.Lab.OwnKernel != nil && o.Lab.OwnKernel(n) && o.Lab.Endpoint != nil {
+			place := o.Lab.Endpoint(n, r.LoopbackV4).Place
+			crashed[n] = place
+			if popt.Expendable == nil {
+				popt.Expendable = map[string]bool{}
+			}
+			popt.Expendable[place] = true
+		}
+	}
 	// The probes outlive an interrupt: what they measured until then is
 	// still reported (marked incomplete) once the fault is restored.
 	sess, err := probe.Start(context.WithoutCancel(ctx), streams, popt)
@@ -142,7 +155,20 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 	}
 	restoreDone := sess.Now()
 	o.Progress("run %d: waiting for recovery: %s converged, every stream flowing, then %s without loss", run, strings.Join(acts.Converge, " and "), o.Settle)
-	conv, note := waitRecovery(ctx, o, sess, streams, acts, restoreDone)
+	lost := func() map[string]bool {
+		out := map[string]bool{}
+		for n, place := range crashed {
+			if sess.Lost(place) {
+				out[n] = true
+			}
+		}
+		return out
+	}
+	skip := func(i int) bool {
+		l := lost()
+		return l[probes[i].FromNode] || l[probes[i].ToNode]
+	}
+	conv, note := waitRecovery(ctx, o, sess, streams, skip, acts, restoreDone)
 	if ctx.Err() != nil {
 		res.Incomplete = true
 		note = fmt.Sprintf("interrupted %.1fs after inject: the fault was restored; recovery was not awaited", (sess.Now() - inject).Seconds())
@@ -158,14 +184,14 @@ func Run(ctx context.Context, o Options, run int) (*Result, error) {
 		return nil, fmt.Errorf("the probes failed, the run measured nothing: %w", err)
 	}
 	res.Inject, res.InjectDone, res.Restore, res.RestoreDone = ms(inject), ms(injectDone), ms(restore), ms(restoreDone)
-	res.addStreams(recs, probes, acts.Down, inject, restore, o.stale()/2)
+	res.addStreams(recs, probes, acts.Down, lost(), inject, restore, o.stale()/2)
 	if conv < 0 {
 		res.Converged = 0
 	}
 	res.Recovered = note == ""
 	res.Note = note
 	for _, s := range res.Streams {
-		if s.Open {
+		if s.Open && !s.EngineLost {
 			res.Recovered = false
 			if res.Note == "" {
 				res.Note = "stream " + s.Name + " never came back"
@@ -217,11 +243,15 @@ func waitConverged(ctx context.Context, o Options, nodes []string, deadline time
 	}
 }
 
-// notFlowing lists the streams without a recent arrival.
-func notFlowing(o Options, sess *probe.Session, streams []probe.Stream) []string {
+// notFlowing lists the streams without a recent arrival, but for those
+// skip says are gone for good.
+func notFlowing(o Options, sess *probe.Session, streams []probe.Stream, skip func(int) bool) []string {
 	now := sess.Now()
 	var out []string
 	for i, st := range sess.State() {
+		if skip != nil && skip(i) {
+			continue
+		}
 		if st.LastArrival == 0 || now-st.LastArrival > o.stale() {
 			out = append(out, streams[i].Name)
 		}
@@ -232,7 +262,7 @@ func notFlowing(o Options, sess *probe.Session, streams []probe.Stream) []string
 func waitFlowing(ctx context.Context, o Options, sess *probe.Session, streams []probe.Stream, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		nf := notFlowing(o, sess, streams)
+		nf := notFlowing(o, sess, streams, nil)
 		if len(nf) == 0 {
 			return nil
 		}
@@ -246,7 +276,7 @@ func waitFlowing(ctx context.Context, o Options, sess *probe.Session, streams []
 // waitRecovery waits until the routers of the scenario converged, every
 // stream flows, and no stream lost anything for o.Settle after both. It
 // returns the convergence time and, on timeout, what is still broken.
-func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams []probe.Stream, acts *Actions, since time.Duration) (time.Duration, string) {
+func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams []probe.Stream, skip func(int) bool, acts *Actions, since time.Duration) (time.Duration, string) {
 	deadline := since + o.RecoverTimeout
 	conv := time.Duration(-1)
 	pending := slices.Clone(acts.Converge)
@@ -269,10 +299,12 @@ func waitRecovery(ctx context.Context, o Options, sess *probe.Session, streams [
 			}
 			nextCheck = now + 500*time.Millisecond
 		}
-		nf := notFlowing(o, sess, streams)
+		nf := notFlowing(o, sess, streams, skip)
 		quietFrom := max(since, conv)
-		for _, st := range sess.State() {
-			quietFrom = max(quietFrom, st.LastResume)
+		for i, st := range sess.State() {
+			if !skip(i) {
+				quietFrom = max(quietFrom, st.LastResume)
+			}
 		}
 		if conv >= 0 && len(nf) == 0 && now-quietFrom >= o.Settle {
 			return conv, ""
@@ -314,12 +346,20 @@ func converged(ctx context.Context, l Lab, router string) string {
 // split into fault and recovery, the spacing each stream achieved) and
 // the run's worst spacing for site and core streams. down are the routers
 // the fault takes down: streams to or from them are marked.
-func (res *Result) addStreams(recs []probe.Record, probes []Probe, down []string, inject, restore, grace time.Duration) {
+func (res *Result) addStreams(recs []probe.Record, probes []Probe, down []string, lost map[string]bool, inject, restore, grace time.Duration) {
 	var siteIv, coreIv []Spacing
 	for i, rec := range recs {
-		sr := Attribute(probe.Analyze(rec, grace), inject, restore)
+		sum := probe.Analyze(rec, grace)
+		engineLost := lost[probes[i].FromNode] || lost[probes[i].ToNode]
+		if engineLost {
+			// The record ends where the dead engine's last report did:
+			// the open gap after it is the engine's death, not loss.
+			sum.Gaps = slices.DeleteFunc(sum.Gaps, func(g probe.Gap) bool { return g.Open })
+		}
+		sr := Attribute(sum, inject, restore)
 		sr.Site = probes[i].Site
 		sr.Down = slices.Contains(down, probes[i].FromNode) || slices.Contains(down, probes[i].ToNode)
+		sr.EngineLost = engineLost
 		sr.Spacing = spacing(rec.Sent)
 		res.Streams = append(res.Streams, sr)
 		if n := len(rec.Sent); n > 0 {

@@ -240,7 +240,7 @@ func printChaos(w io.Writer, rep *chaosReport) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "STREAM\tFAULT ms\tLOST\tRECOVERY ms\tLOST\tBASELINE ms\tDUP\tREORD\tNOTE\t")
 		for _, s := range r.Streams {
-			fmt.Fprintf(tw, "%s\t%.1f\t%d\t%.1f\t%d\t%.1f\t%d\t%d\t%s\t\n", s.Name, s.Fault.MS, s.Fault.Lost, s.Recovery.MS, s.Recovery.Lost, s.Baseline.MS, s.Duplicates, s.Reordered, streamNote(s.Down, s.Open))
+			fmt.Fprintf(tw, "%s\t%.1f\t%d\t%.1f\t%d\t%.1f\t%d\t%d\t%s\t\n", s.Name, s.Fault.MS, s.Fault.Lost, s.Recovery.MS, s.Recovery.Lost, s.Baseline.MS, s.Duplicates, s.Reordered, runNote(s))
 		}
 		tw.Flush()
 		fmt.Fprintln(w)
@@ -279,6 +279,14 @@ func kindsText(kinds map[string]int) string {
 		out = append(out, fmt.Sprintf("%s %d", k, kinds[k]))
 	}
 	return strings.Join(out, ", ")
+}
+
+// runNote is a stream's note in one run.
+func runNote(s chaos.StreamResult) string {
+	if s.EngineLost {
+		return "ends at the crash (its probe engine died with the node)"
+	}
+	return streamNote(s.Down, s.Open)
 }
 
 func streamNote(down, open bool) string {

@@ -66,6 +66,10 @@ type Options struct {
 	// Grace is how long engines wait for probes in flight when stopping
 	// (default DefaultStopGrace).
 	Grace time.Duration
+	// Expendable are places whose remote engine may die once started (a
+	// node whose kernel is crashed on purpose): their streams stop there
+	// and the session goes on (see Session.Lost).
+	Expendable map[string]bool
 }
 
 // DefaultStopGrace is how long Stop waits for probes in flight.
@@ -132,6 +136,8 @@ type place struct {
 	done   chan error
 	cancel context.CancelFunc
 	ended  bool
+	// lost: the remote engine of an expendable place died.
+	lost bool
 }
 
 func (p *place) toSession(t time.Duration) time.Duration {
@@ -272,7 +278,13 @@ func (s *Session) startRemote(ctx context.Context, p *place, o Options) error {
 		}
 		if err != nil {
 			err = fmt.Errorf("probe engine in %s: %w: %s", p.name, err, strings.TrimSpace(stderr.String()))
-			s.fail(err)
+			p.mu.Lock()
+			lost := o.Expendable[p.name] && p.haveOffset && rctx.Err() == nil
+			p.lost = lost
+			p.mu.Unlock()
+			if !lost {
+				s.fail(err)
+			}
 		}
 		p.done <- err
 		readyOnce.Do(func() { close(ready) })
@@ -370,6 +382,19 @@ func (s *Session) fail(err error) {
 		s.err = err
 	}
 	s.errMu.Unlock()
+}
+
+// Lost reports whether the engine of an expendable place died: its
+// streams ended when it did.
+func (s *Session) Lost(place string) bool {
+	for _, p := range s.places {
+		if p.name == place {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.lost
+		}
+	}
+	return false
 }
 
 // Err is the first failure of a remote engine (nil if none).

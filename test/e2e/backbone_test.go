@@ -333,6 +333,32 @@ func TestDefaultBackbone(t *testing.T) {
 		}
 	})
 
+	// node-fail where the router has its own kernel (UML) crashes that
+	// kernel, and the probe engine inside it: the run goes on without its
+	// streams, and the rest of the backbone is measured.
+	t.Run("chaos node-fail", func(t *testing.T) {
+		c := c.with(t)
+		out, errOut, err := c.run("chaos", "node-fail", "pe102", "--name", lab, "--hold", "3s", "--baseline", "1s", "--settle", "2s", "--json")
+		var rep chaosReport
+		if jerr := json.Unmarshal([]byte(out), &rep); jerr != nil || len(rep.Runs) != 1 {
+			t.Fatalf("chaos --json: err=%v json=%v\nstdout:\n%s\nstderr:\n%s", err, jerr, out, errOut)
+		}
+		run := rep.Runs[0]
+		if err != nil || !run.Recovered {
+			t.Errorf("chaos node-fail did not recover (err=%v): %s\n%s", err, run.Note, errOut)
+		}
+		for _, s := range run.Streams {
+			t.Logf("%-18s fault longest %7.1f ms, recovery longest %7.1f ms%s", s.Name, s.Fault.Longest, s.Recovery.Longest, map[bool]string{true: " (pe102's engine died with it)"}[s.EngineLost])
+			if s.Open {
+				t.Errorf("%s never came back", s.Name)
+			}
+			if s.Site && (s.Fault.Longest > 2500 || s.Recovery.Longest > 2500) {
+				t.Errorf("%s: a gap over 2500 ms when pe102, which has no site, failed", s.Name)
+			}
+		}
+		c.verifyGreen(lab, 60*time.Second)
+	})
+
 	t.Run("chaos interrupted restores its fault", func(t *testing.T) {
 		c := c.with(t)
 		cmd := c.cmd("chaos", "link-shut", "pe101-pe201", "--name", lab, "--hold", "60s", "--baseline", "1s", "--json")
@@ -410,10 +436,11 @@ func (w *watch) Write(p []byte) (int, error) {
 }
 
 type chaosStream struct {
-	Name  string `json:"name"`
-	Site  bool   `json:"site"`
-	Open  bool   `json:"open"`
-	Fault struct {
+	Name       string `json:"name"`
+	Site       bool   `json:"site"`
+	Open       bool   `json:"open"`
+	EngineLost bool   `json:"engine_lost"`
+	Fault      struct {
 		Longest float64 `json:"longest_ms"`
 		Lost    int     `json:"lost"`
 	} `json:"fault"`
