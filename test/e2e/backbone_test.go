@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -22,7 +24,9 @@ func TestDefaultBackbone(t *testing.T) {
 	needLab(t)
 	const lab = "e2e"
 	c := newCLI(t)
-	st := c.labUp(lab, intenttest.EditDefault(t, "name: default", "name: "+lab), "--timings")
+	// ce1 may send pe101 at most 20 routes per family (max_prefixes).
+	st := c.labUp(lab, intenttest.EditDefault(t, "name: default", "name: "+lab,
+		"    routing: ebgp\n  - ce: ce2", "    routing: ebgp\n    max_prefixes: 20\n  - ce: ce2"), "--timings")
 
 	t.Run("ce1 reaches ce2 over IPv4 and IPv6", func(t *testing.T) {
 		c := c.with(t)
@@ -356,6 +360,56 @@ func TestDefaultBackbone(t *testing.T) {
 				t.Errorf("%s: a gap over 2500 ms when pe102, which has no site, failed", s.Name)
 			}
 		}
+		c.verifyGreen(lab, 60*time.Second)
+	})
+
+	// A CE that floods routes is cut off by its PE at max_prefixes; the
+	// other site and the backbone are untouched; clear restores it.
+	t.Run("CE maximum-prefix", func(t *testing.T) {
+		c := c.with(t)
+		flood := []string{"lab", "exec", "--name", lab, "ce1", "--", "vtysh", "-c", "configure terminal", "-c", "router bgp 65001", "-c", "no bgp network import-check", "-c", "address-family ipv4 unicast"}
+		unflood := slices.Clone(flood)
+		for i := 10; i < 35; i++ {
+			flood = append(flood, "-c", fmt.Sprintf("network 192.168.1.%d/32", i))
+			unflood = append(unflood, "-c", fmt.Sprintf("no network 192.168.1.%d/32", i))
+		}
+		c.must(flood...)
+		// The session's state, and why it was last reset (every field
+		// of FRR's that says: lastResetDueTo, lastNotificationReason...).
+		state := func() (string, string) {
+			out := c.must("lab", "exec", "--name", lab, "pe101", "--", "vtysh", "-c", "show bgp vrf cust-a neighbors 172.31.1.2 json")
+			var n map[string]map[string]any
+			if err := json.Unmarshal([]byte(out), &n); err != nil {
+				t.Fatalf("show bgp neighbors json: %v\n%s", err, out)
+			}
+			nb := n["172.31.1.2"]
+			var why []string
+			for k, v := range nb {
+				if s, ok := v.(string); ok && (strings.Contains(k, "Reason") || strings.Contains(k, "Reset")) {
+					why = append(why, k+": "+s)
+				}
+			}
+			slices.Sort(why)
+			st, _ := nb["bgpState"].(string)
+			return st, strings.Join(why, "; ")
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		var st, why string
+		for time.Now().Before(deadline) {
+			if st, why = state(); st != "Established" {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if st == "Established" || !strings.Contains(strings.ToLower(why), "maximum number of prefixes") {
+			t.Errorf("pe101's session with ce1 after 25 more routes: %s (last reset: %q), want it cut off for too many prefixes", st, why)
+		}
+		t.Logf("pe101 -> ce1 IPv4: %s, last reset: %s", st, why)
+		// The IPv6 session of the same CE is within its limit.
+		out := c.must("lab", "exec", "--name", lab, "ce2", "--", "ping", "-c", "2", "-W", "1", "fd00:1::1")
+		t.Logf("ce2 still reaches ce1 over IPv6: %s", strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]))
+		c.must(unflood...)
+		c.must("lab", "exec", "--name", lab, "pe101", "--", "vtysh", "-c", "clear bgp vrf cust-a 172.31.1.2")
 		c.verifyGreen(lab, 60*time.Second)
 	})
 
