@@ -115,23 +115,15 @@ func ParseSpec(kind string, args []string) (Spec, error) {
 		default:
 			s.Link = link // router names with dashes: the plan decides
 		}
-	case NodeFail:
-		s.Node = DefaultNode
+	case NodeFail, CharonKill:
+		// One router; node-fail's default has no site, charon-kill's does.
+		s.Node = map[string]string{NodeFail: DefaultNode, CharonKill: DefaultRestartNode}[kind]
 		switch len(args) {
 		case 0:
 		case 1:
 			s.Node = args[0]
 		default:
-			return s, fmt.Errorf("%s takes one router (e.g. %s), got %q", kind, DefaultNode, strings.Join(args, " "))
-		}
-	case CharonKill:
-		s.Node = DefaultRestartNode
-		switch len(args) {
-		case 0:
-		case 1:
-			s.Node = args[0]
-		default:
-			return s, fmt.Errorf("%s takes one PE (e.g. %s), got %q", kind, DefaultRestartNode, strings.Join(args, " "))
+			return s, fmt.Errorf("%s takes one router (e.g. %s), got %q", kind, s.Node, strings.Join(args, " "))
 		}
 	case DaemonRestart:
 		s.Node, s.Daemon = DefaultRestartNode, DefaultRestartDaemon

@@ -92,7 +92,7 @@ func checkGuard(sc scope, r *recorder) {
 		}
 		switch {
 		case len(missing) > 0:
-			r.fail(GroupEncryption, name, "the guard policies are not installed (lab: rebuild it; host: systemctl restart "+"backbone-ipsec-guard.service, or deploy again)",
+			r.fail(GroupEncryption, name, "the guard policies are not installed (lab: rebuild it; host: systemctl restart backbone-ipsec-guard.service, or deploy again)",
 				"missing %d of %d: %s", len(missing), len(guards), strings.Join(missing, "; "))
 		case len(outranked) > 0:
 			r.fail(GroupEncryption, name, fmt.Sprintf("an IPsec policy has a priority number of %d or more, so the guard would block its protected traffic: lower it", linux.GuardPriority),

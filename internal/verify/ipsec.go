@@ -191,6 +191,9 @@ func checkSAs(sc scope, r *recorder) {
 type captureSpec struct {
 	filter    string
 	encrypted map[[2]netip.Addr]bool
+	// customer are the sites' networks (PE-CE links and prefixes): no
+	// packet to them may cross the underlay, encrypted links or not.
+	customer []netip.Prefix
 }
 
 // newCaptureSpec returns the capture of plan p; ok is false when there is
@@ -219,8 +222,25 @@ func newCaptureSpec(p *plan.Plan) (captureSpec, bool) {
 	if len(src) == 0 {
 		return captureSpec{}, false
 	}
+	for _, s := range p.Sites {
+		for _, n := range append([]netip.Prefix{s.PEIPv4, s.PEIPv6}, s.Prefixes...) {
+			if n.IsValid() {
+				cs.customer = append(cs.customer, n.Masked())
+				dst = append(dst, "dst net "+n.Masked().String())
+			}
+		}
+	}
 	cs.filter = "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
 	return cs, true
+}
+
+func (cs captureSpec) isCustomer(a netip.Addr) bool {
+	for _, n := range cs.customer {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // CaptureCount is what a capture of the underlay between PEs saw.
@@ -250,14 +270,20 @@ func (n *CaptureCount) add(cs captureSpec, line string) {
 		strings.Contains(line, "udp port 500") || strings.Contains(line, "udp port 4500"):
 		n.IKE++
 	default:
-		// Cleartext between two PEs counts only on encrypted links.
-		if ok && !cs.encrypted[[2]netip.Addr{src, dst}] && !cs.encrypted[[2]netip.Addr{dst, src}] {
+		kind := classify(line)
+		switch {
+		case ok && cs.isCustomer(dst):
+			// A PE's packet to a customer address on the underlay (an
+			// ICMPv6 error for a VPN packet routed in the default table).
+			kind = "customer-addressed " + kind
+		case ok && !cs.encrypted[[2]netip.Addr{src, dst}] && !cs.encrypted[[2]netip.Addr{dst, src}]:
+			// Cleartext between two PEs counts only on encrypted links.
 			return
 		}
 		if n.Kinds == nil {
 			n.Kinds = map[string]int{}
 		}
-		n.Kinds[classify(line)]++
+		n.Kinds[kind]++
 		n.Cleartext++
 		if len(n.Examples) < 3 {
 			n.Examples = append(n.Examples, strings.TrimSpace(line))
@@ -295,7 +321,7 @@ func checkCapture(ctx context.Context, p *plan.Plan, c collector, d time.Duratio
 	switch {
 	case n.Cleartext > 0:
 		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs",
-			"IPsec policies are missing (charon down without trap policies, bypass-lan loaded, or selectors that do not match the encapsulation)",
+			"IPsec policies are missing (charon down without trap policies or guard, bypass-lan loaded, or selectors that do not match the encapsulation), or a PE sends customer-addressed packets on the underlay (an ICMPv6 Packet Too Big without the guard)",
 			"%d cleartext packets in %s (%s), %d ESP; e.g. %s", n.Cleartext, d, n.kinds(), n.ESP, strings.Join(n.Examples, " | "))
 	case n.ESP == 0:
 		r.fail(GroupEncryption, "underlay capture: only ESP and IKE between PEs", "no traffic crossed the underlay during the capture: the backbone is idle or down",

@@ -98,6 +98,9 @@ func TestCapture(t *testing.T) {
 		// Recorded with charon stopped on pe101: its kernel answers IKE.
 		{"ICMP error about IKE", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0xc6fabf07,seq=0x1), length 120\n07:52:56.586476 u-pe101 In  IP6 2001:db8:101::2 > 2001:db8:102::2: ICMP6, destination unreachable, unreachable port, 2001:db8:101::2 udp port 500, length 284\n", true, "1 ESP, 1 IKE"},
 		{"cleartext GRE", "IP6 2001:db8:101::2 > 2001:db8:201::2: GREv0, length 88: IP 10.20.0.222 > 224.0.0.5: OSPFv2, Hello\nIP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n", false, "1 cleartext packets"},
+		// Recorded on a PE without the Packet Too Big guard: the error for
+		// an oversize IPv6 VPN packet left in clear, to the customer.
+		{"customer-addressed", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n08:31:02.1 u-pe101 In  IP6 2001:db8:101::2 > fd00:ce:1::2: ICMP6, packet too big, mtu 1418, length 1240\n", false, "customer-addressed ICMPv6 1"},
 		{"cleartext VXLAN", "IP6 2001:db8:202::2.51234 > 2001:db8:102::2.4789: VXLAN, flags [I] (0x08), vni 10103\n", false, "VXLAN 1"},
 		{"idle", "", false, "0 packets between PEs"},
 	}
@@ -120,7 +123,7 @@ func TestCapture(t *testing.T) {
 			if r.Pass != c.pass || !strings.Contains(r.Evidence, c.detail) {
 				t.Errorf("pass=%v evidence %q, want pass=%v and %q", r.Pass, r.Evidence, c.pass, c.detail)
 			}
-			if !strings.Contains(filter, "src host 2001:db8:101::2") || !strings.Contains(filter, "dst host 2001:db8:102::2") {
+			if !strings.Contains(filter, "src host 2001:db8:101::2") || !strings.Contains(filter, "dst host 2001:db8:102::2") || !strings.Contains(filter, "dst net fd00:1::/64") {
 				t.Errorf("capture filter %q does not select the PEs", filter)
 			}
 		})

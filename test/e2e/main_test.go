@@ -141,6 +141,16 @@ type upState struct {
 	} `json:"timings"`
 }
 
+// place is where a node of the lab runs (netns, uml, vm).
+func (st upState) place(node string) string {
+	for _, n := range st.Nodes {
+		if n.Name == node {
+			return n.Place
+		}
+	}
+	return ""
+}
+
 // verifyGreen runs verify until every check passes (or wait is up).
 func (c *cli) verifyGreen(lab string, wait time.Duration) report {
 	c.t.Helper()

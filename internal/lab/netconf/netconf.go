@@ -269,11 +269,13 @@ func ipNet(p netip.Prefix) *net.IPNet {
 
 // AddGuard installs (or refreshes) an IPsec fail-closed guard policy.
 func AddGuard(g linux.Guard) error {
-	bits := g.Peer.BitLen()
-	peer := ipNet(netip.PrefixFrom(g.Peer, bits))
 	anyNet := ipNet(netip.PrefixFrom(netip.IPv6Unspecified(), 0))
 	if g.Peer.Is4() {
 		anyNet = ipNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
+	}
+	peer := anyNet
+	if g.Peer.IsValid() {
+		peer = ipNet(netip.PrefixFrom(g.Peer, g.Peer.BitLen()))
 	}
 	pol := &netlink.XfrmPolicy{Src: anyNet, Dst: peer, Dir: netlink.XFRM_DIR_OUT, Priority: linux.GuardPriority, Action: netlink.XFRM_POLICY_BLOCK, DstPort: g.Port}
 	if g.Dir == "in" {
@@ -284,6 +286,9 @@ func AddGuard(g linux.Guard) error {
 		pol.Proto = netlink.Proto(unix.IPPROTO_GRE)
 	case "udp":
 		pol.Proto = netlink.Proto(unix.IPPROTO_UDP)
+	case "ipv6-icmp":
+		// The ICMP type is the selector's source "port".
+		pol.Proto, pol.SrcPort = netlink.Proto(unix.IPPROTO_ICMPV6), g.ICMPType
 	default:
 		return fmt.Errorf("unknown protocol %q", g.Proto)
 	}

@@ -26,14 +26,29 @@ const GuardPriority = 3000000
 type Guard struct {
 	// Dir is "out" or "in".
 	Dir string `json:"dir"`
-	// Peer is the far tunnel end's underlay address.
-	Peer netip.Addr `json:"peer"`
-	// Proto is the encapsulation's IP protocol: "gre" (47) or "udp".
+	// Peer is the far tunnel end's underlay address; unset for a guard
+	// that holds for every address (PacketTooBigGuard).
+	Peer netip.Addr `json:"peer,omitzero"`
+	// Proto is the encapsulation's IP protocol: "gre" (47) or "udp", or
+	// "ipv6-icmp" with ICMPType.
 	Proto string `json:"proto"`
 	// Port is the UDP destination port (VXLAN), 0 for GRE.
 	Port int `json:"port,omitempty"`
-	// Tunnel is the tunnel device it guards (for people).
-	Tunnel string `json:"tunnel"`
+	// ICMPType is the ICMPv6 type of an ipv6-icmp guard.
+	ICMPType int `json:"icmp_type,omitempty"`
+	// Tunnel is the tunnel device it guards (for people); empty for a
+	// guard of the whole router.
+	Tunnel string `json:"tunnel,omitempty"`
+}
+
+// PacketTooBigGuard drops every ICMPv6 Packet Too Big a PE would send.
+// Linux sends the Packet Too Big for an oversize customer packet in a VRF
+// from the MPLS route's output device, in the default table: out of the
+// underlay interface, addressed to the customer, in clear. A PE forwards
+// nothing in the default table that needs one (MPLS drops oversize
+// packets without ICMP), so none is lost that could have worked.
+func PacketTooBigGuard() Guard {
+	return Guard{Dir: "out", Proto: "ipv6-icmp", ICMPType: 2}
 }
 
 // Selector returns the policy's selector as ip xfrm writes it.
@@ -41,6 +56,13 @@ func (g Guard) Selector() string {
 	anyAddr := "0.0.0.0/0"
 	if g.Peer.Is6() {
 		anyAddr = "::/0"
+	}
+	if !g.Peer.IsValid() {
+		s := fmt.Sprintf("src ::/0 dst ::/0 proto %s", g.Proto)
+		if g.ICMPType != 0 {
+			s += fmt.Sprintf(" type %d", g.ICMPType)
+		}
+		return s
 	}
 	peer := netip.PrefixFrom(g.Peer, g.Peer.BitLen()).String()
 	src, dst := anyAddr, peer
@@ -60,9 +82,13 @@ func (g Guard) Argv() []string {
 		"dir", g.Dir, "priority", fmt.Sprint(GuardPriority), "action", "block")
 }
 
-// guards returns the guard policies of r's encrypted tunnels.
+// guards returns the guard policies of r's encrypted tunnels, and on a
+// PE with customer sites the Packet Too Big guard.
 func guards(r *plan.Router) []Guard {
 	var out []Guard
+	if len(r.Attachments) > 0 {
+		out = append(out, PacketTooBigGuard())
+	}
 	for _, i := range r.Interfaces {
 		if !i.Encrypted {
 			continue
