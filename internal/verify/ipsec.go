@@ -222,15 +222,17 @@ func newCaptureSpec(p *plan.Plan) (captureSpec, bool) {
 	if len(src) == 0 {
 		return captureSpec{}, false
 	}
+	cs.filter = "((" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + "))"
+	// Anything to a customer network, from any source (a PE's error
+	// for a VPN packet takes its VRF address as source).
 	for _, s := range p.Sites {
 		for _, n := range append([]netip.Prefix{s.PEIPv4, s.PEIPv6}, s.Prefixes...) {
 			if n.IsValid() {
 				cs.customer = append(cs.customer, n.Masked())
-				dst = append(dst, "dst net "+n.Masked().String())
+				cs.filter += " or dst net " + n.Masked().String()
 			}
 		}
 	}
-	cs.filter = "(" + strings.Join(src, " or ") + ") and (" + strings.Join(dst, " or ") + ")"
 	return cs, true
 }
 

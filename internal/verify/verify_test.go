@@ -100,7 +100,7 @@ func TestCapture(t *testing.T) {
 		{"cleartext GRE", "IP6 2001:db8:101::2 > 2001:db8:201::2: GREv0, length 88: IP 10.20.0.222 > 224.0.0.5: OSPFv2, Hello\nIP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n", false, "1 cleartext packets"},
 		// Recorded on a PE without the Packet Too Big guard: the error for
 		// an oversize IPv6 VPN packet left in clear, to the customer.
-		{"customer-addressed", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n08:31:02.1 u-pe101 In  IP6 2001:db8:101::2 > fd00:ce:1::2: ICMP6, packet too big, mtu 1418, length 1240\n", false, "customer-addressed ICMPv6 1"},
+		{"customer-addressed", "IP6 2001:db8:101::2 > 2001:db8:201::2: ESP(spi=0x1,seq=0x2), length 120\n08:31:39.734604 u-pe101 In  IP6 fd00:ce:1::1 > fd00:ce:1::2: ICMP6, packet too big, mtu 1418, length 1240\n", false, "customer-addressed ICMPv6 1"},
 		{"cleartext VXLAN", "IP6 2001:db8:202::2.51234 > 2001:db8:102::2.4789: VXLAN, flags [I] (0x08), vni 10103\n", false, "VXLAN 1"},
 		{"idle", "", false, "0 packets between PEs"},
 	}

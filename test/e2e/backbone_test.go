@@ -402,10 +402,11 @@ func TestDefaultBackbone(t *testing.T) {
 				}
 			}
 		}
-		orig := strings.TrimSpace(c.must("lab", "exec", "--name", lab, "ce1", "--", "cat", "/sys/class/net/to-pe101/mtu"))
+		link := strings.Fields(c.must("lab", "exec", "--name", lab, "ce1", "--", "ip", "-o", "link", "show", "to-pe101"))
+		orig := link[slices.Index(link, "mtu")+1]
 		setMTU("1500")
 		t.Cleanup(func() { setMTU(orig) })
-		ptb := "ip xfrm policy %s src ::/0 dst ::/0 proto ipv6-icmp type 2 dir out priority 3000000 action block"
+		ptb := "ip xfrm policy %s src ::/0 dst ::/0 proto ipv6-icmp type 2 dir out"
 		capture := func() check {
 			t.Helper()
 			v := c.cmd("verify", "--name", lab, "--json", "--capture", "3s")
@@ -436,7 +437,7 @@ func TestDefaultBackbone(t *testing.T) {
 		t.Logf("pe101 %s -> %s", strings.TrimSpace(before), strings.TrimSpace(after))
 		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", fmt.Sprintf(ptb, "delete"))
 		r := capture()
-		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", fmt.Sprintf(ptb, "update"))
+		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", fmt.Sprintf(ptb, "update")+" priority 3000000 action block")
 		if r.Pass || !strings.Contains(r.Evidence, "customer-addressed ICMPv6") {
 			t.Errorf("without the guard, verify's capture should name the Packet Too Big leaking to the customer: %+v", r)
 		}
