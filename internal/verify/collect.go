@@ -59,6 +59,11 @@ func shellSections(r *plan.Router) [][2]string {
 	for _, v := range r.VRFs {
 		s = append(s, [2]string{"kroute4 " + v, "ip -4 route show vrf " + v}, [2]string{"kroute6 " + v, "ip -6 route show vrf " + v})
 	}
+	for _, a := range r.Attachments {
+		if r.Role == "pe" {
+			s = append(s, [2]string{"bgp_neighbors " + a.VRF, "vtysh -c 'show bgp vrf " + a.VRF + " neighbors json'"})
+		}
+	}
 	for _, i := range r.Interfaces {
 		if i.Encrypted {
 			s = append(s, [2]string{"sas", "swanctl --list-sas --raw"}, [2]string{"xfrm_policy", "ip xfrm policy list"})

@@ -134,6 +134,7 @@ func runChecks(ctx context.Context, p *plan.Plan, c collector, opt Options) *Rep
 	checkKernel(sc, r)
 	checkSAs(sc, r)
 	checkGuard(sc, r)
+	checkCELimits(sc, r)
 	wg.Wait()
 	r.results = append(append(r.results, dataplane.results...), capture.results...)
 	rep := &Report{Results: r.results, Duration: time.Since(start), Attempts: 1}
