@@ -100,6 +100,9 @@ saw a packet cross the underlay in clear.`,
 				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --graceful is for daemon-restart only")}
 			}
 			spec.Graceful = f.graceful
+			if spec.Graceful && spec.Daemon == "ospfd" {
+				fmt.Fprintln(e.stderr, "chaos: warning: FRR 8.4's ospfd, once restarted gracefully, segfaults at its next adjacency loss (stale grace LSAs): restart it once more without --graceful afterwards")
+			}
 			if f.repeat < 1 {
 				return &ExitError{Code: 2, Err: fmt.Errorf("chaos: --repeat %d: use 1 or more", f.repeat)}
 			}

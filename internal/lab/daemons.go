@@ -63,8 +63,6 @@ func startScript(p layout.Lab, pl *plan.Plan, r *plan.Router, phase string) stri
 		w("# one charon per router, with its own config, socket and log")
 		w("export STRONGSWAN_CONF=%s", filepath.Join(conf, strongswan.ConfFile))
 		pidFile := filepath.Join(nodeDir, "charon.pid")
-		w("# a pid file: charon ran here before, this is a restart")
-		w("restart=; [ -f %s ] && restart=1", pidFile)
 		w("# a charon still running (a start over a running one) goes as in a crash")
 		w(`if [ -f %[1]s ] && kill -0 "$(cat %[1]s)" 2>/dev/null; then p=$(cat %[1]s); kill -KILL "$p"; i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 250 ]; do i=$((i+1)); sleep 0.02; done; fi`, pidFile)
 		w("rm -f %s", vici)
@@ -83,15 +81,16 @@ func startScript(p layout.Lab, pl *plan.Plan, r *plan.Router, phase string) stri
 				children = append(children, i.Name)
 			}
 		}
-		w(`if [ -n "$restart" ]; then`)
-		w("\t# negotiate every tunnel now rather than at the first packet: the peers")
-		w("\t# may be waiting out an IKE retransmission to the charon that was gone;")
-		w("\t# INITIAL_CONTACT makes them drop the old charon's SAs. Then delete those")
-		w("\t# SAs here (a crash leaves them; a clean stop deleted them already).")
+		// Only after a crash: a clean stop deleted its SAs (and the peers
+		// theirs, who then initiate themselves; initiating here too made
+		// duplicate IKE SAs, and later outages of seconds).
+		w(`if [ -n "$old" ]; then`)
+		w("\t# SAs left by a crashed charon: negotiate every tunnel now (INITIAL_CONTACT")
+		w("\t# makes the peers drop the old charon's SAs), then delete the old SAs here")
 		w("\tpids=")
 		w("\tfor c in %s; do swanctl --initiate --child $c --timeout 10 >/dev/null 2>&1 & pids=\"$pids $!\"; done", strings.Join(children, " "))
 		w("\tfor p in $pids; do wait $p || true; done")
-		w(`	[ -z "$old" ] || echo "$old" | while read -r sa; do ip xfrm state delete $sa 2>/dev/null || true; done`)
+		w(`	echo "$old" | while read -r sa; do ip xfrm state delete $sa 2>/dev/null || true; done`)
 		w("fi")
 	case PhaseFRR:
 		w("# the node's /etc/frr: the rendered config, read by vtysh -b")
