@@ -244,7 +244,7 @@ func TestDefaultBackbone(t *testing.T) {
 		c.must("lab", "exec", "--name", lab, "pe101", "--", "ip", "xfrm", "policy", "deleteall", "action", "block", "priority", "3000000")
 		out, _, _ := c.run("verify", "--name", lab, "--json", "--capture", "0")
 		rep := parseReport(t, out)
-		if r, ok := rep.result("ipsec guard on pe101: tunnels fail closed without charon"); !ok || r.Pass || !strings.Contains(r.Evidence, "missing 5 of 5") {
+		if r, ok := rep.result("ipsec guard on pe101: tunnels fail closed without charon"); !ok || r.Pass || !strings.Contains(r.Evidence, "missing 4 of 4") {
 			t.Errorf("verify with pe101's guard removed: %+v (found %v)", r, ok)
 		}
 		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", addGuard)
@@ -389,11 +389,11 @@ func TestDefaultBackbone(t *testing.T) {
 	})
 
 	// A CE whose link keeps a 1500-byte MTU sends IPv6 packets larger than
-	// the VPN carries. Linux sends pe101's Packet Too Big for them from
-	// the MPLS route's device, in the default table: out of the underlay,
-	// in clear, to the customer. The guard drops it; without the guard
-	// verify's capture names the leak.
-	t.Run("IPv6 packet too big stays off the underlay", func(t *testing.T) {
+	// the VPN carries: the Packet Too Big must reach the CE and nothing
+	// addressed to the customer may cross the underlay. (Seen leaking out
+	// of pe101's underlay interface in labs where an XFRM policy for
+	// ICMPv6 had been installed and deleted again: docs/architecture.md.)
+	t.Run("IPv6 packet too big reaches the CE, not the underlay", func(t *testing.T) {
 		c := c.with(t)
 		setMTU := func(mtu string) {
 			c.must("lab", "exec", "--name", lab, "ce1", "--", "ip", "link", "set", "to-pe101", "mtu", mtu)
@@ -409,42 +409,25 @@ func TestDefaultBackbone(t *testing.T) {
 		orig := link[slices.Index(link, "mtu")+1]
 		setMTU("1500")
 		t.Cleanup(func() { setMTU(orig) })
-		ptb := "ip xfrm policy %s src ::/0 dst ::/0 proto ipv6-icmp type 2 dir out"
-		capture := func() check {
-			t.Helper()
-			v := c.cmd("verify", "--name", lab, "--json", "--capture", "3s")
-			var out bytes.Buffer
-			v.Stdout = &out
-			if err := v.Start(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(500 * time.Millisecond)
-			// 1452 bytes of payload: a 1500-byte IPv6 packet, DF by nature.
-			ping, _, _ := c.run("lab", "exec", "--name", lab, "ce1", "--", "ping", "-6", "-c", "8", "-i", "0.2", "-W", "1", "-s", "1452", "-M", "do", "fd00:2::1")
-			t.Logf("ce1: %s", strings.TrimSpace(ping[strings.LastIndex(strings.TrimSpace(ping), "\n")+1:]))
-			_ = v.Wait()
-			r, ok := parseReport(t, out.String()).result("underlay capture: only ESP and IKE between PEs")
-			if !ok {
-				t.Fatalf("no underlay capture in verify's report:\n%s", out.String())
-			}
-			return r
+		v := c.cmd("verify", "--name", lab, "--json", "--capture", "3s")
+		var out bytes.Buffer
+		v.Stdout = &out
+		if err := v.Start(); err != nil {
+			t.Fatal(err)
 		}
-		before := c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", "grep XfrmOutPolBlock /proc/net/xfrm_stat")
-		if r := capture(); !r.Pass {
-			t.Errorf("with the guard, the capture saw cleartext: %s", r.Evidence)
+		time.Sleep(500 * time.Millisecond)
+		// 1452 bytes of payload: a 1500-byte IPv6 packet, DF by nature.
+		ping, _, _ := c.run("lab", "exec", "--name", lab, "ce1", "--", "ping", "-6", "-c", "8", "-i", "0.2", "-W", "1", "-s", "1452", "-M", "do", "fd00:2::1")
+		t.Logf("ce1: %s", strings.TrimSpace(ping[strings.LastIndex(strings.TrimSpace(ping), "\n")+1:]))
+		_ = v.Wait()
+		r, ok := parseReport(t, out.String()).result("underlay capture: only ESP and IKE between PEs")
+		if !ok || !r.Pass {
+			t.Errorf("the underlay capture saw cleartext: %+v (found %v)", r, ok)
 		}
-		after := c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", "grep XfrmOutPolBlock /proc/net/xfrm_stat")
-		if strings.Fields(before)[1] == strings.Fields(after)[1] {
-			t.Errorf("pe101's guard blocked nothing (%s): the oversize packets did not reach it", strings.TrimSpace(after))
+		if !strings.Contains(ping, "+8 errors") {
+			t.Errorf("ce1 did not get a Packet Too Big for each oversize packet: %s", ping)
 		}
-		t.Logf("pe101 %s -> %s", strings.TrimSpace(before), strings.TrimSpace(after))
-		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", fmt.Sprintf(ptb, "delete"))
-		r := capture()
-		c.must("lab", "exec", "--name", lab, "pe101", "--", "sh", "-c", fmt.Sprintf(ptb, "update")+" priority 3000000 action block")
-		if r.Pass || !strings.Contains(r.Evidence, "customer-addressed ICMPv6") {
-			t.Errorf("without the guard, verify's capture should name the Packet Too Big leaking to the customer: %+v", r)
-		}
-		t.Logf("without the guard: %s", r.Evidence)
+		t.Logf("capture: %s", r.Evidence)
 	})
 
 	t.Run("chaos interrupted restores its fault", func(t *testing.T) {

@@ -204,15 +204,13 @@ func renderBackbone(w *writer, p *plan.Plan, r *plan.Router) {
 	}
 	// Graceful restart (RFC 3623): the grace LSA is an opaque LSA.
 	w.line(" capability opaque")
-	w.line(" graceful-restart grace-period %d", pr.GracePeriod)
-	w.line(" graceful-restart helper enable")
+	ospfGracefulRestart(w, pr)
 	w.line("exit")
 	w.line("!")
 	w.line("router ospf6")
 	w.line(" ospf6 router-id %s", r.LoopbackV4)
 	w.line(" log-adjacency-changes")
-	w.line(" graceful-restart grace-period %d", pr.GracePeriod)
-	w.line(" graceful-restart helper enable")
+	ospfGracefulRestart(w, pr)
 	w.line("exit")
 	w.line("!")
 	if anyLDP(r) {
@@ -545,10 +543,28 @@ func CEAddress(p netip.Prefix) netip.Addr { return plan.CEAddress(p) }
 // instance: peers keep this router's routes while its bgpd restarts,
 // zebra keeps them in the kernel (preserve-fw-state: the F bit), and a
 // NOTIFICATION (a bgpd stopped by SIGTERM) keeps them too (RFC 8538).
+//
+// Lines are in FRR's normal form (what it prints back, so that
+// frr-reload.py finds nothing to change): FRR 8.4 leaves out the default
+// times and "notification", which is on by default.
 func bgpGracefulRestart(w *writer, pr plan.Protocols) {
 	w.line(" bgp graceful-restart")
 	w.line(" bgp graceful-restart preserve-fw-state")
-	w.line(" bgp graceful-restart notification")
-	w.line(" bgp graceful-restart restart-time %d", pr.BGPRestart)
-	w.line(" bgp graceful-restart stalepath-time %d", pr.BGPStalepath)
+	if pr.BGPRestart != intent.DefaultBGPRestart {
+		w.line(" bgp graceful-restart restart-time %d", pr.BGPRestart)
+	}
+	if pr.BGPStalepath != intent.DefaultBGPStalepath {
+		w.line(" bgp graceful-restart stalepath-time %d", pr.BGPStalepath)
+	}
+}
+
+// ospfGracefulRestart renders OSPF graceful restart (restarting and
+// helper) in FRR's normal form: the default grace period is not printed.
+func ospfGracefulRestart(w *writer, pr plan.Protocols) {
+	if pr.GracePeriod == intent.DefaultGracePeriod {
+		w.line(" graceful-restart")
+	} else {
+		w.line(" graceful-restart grace-period %d", pr.GracePeriod)
+	}
+	w.line(" graceful-restart helper enable")
 }

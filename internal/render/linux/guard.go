@@ -41,16 +41,6 @@ type Guard struct {
 	Tunnel string `json:"tunnel,omitempty"`
 }
 
-// PacketTooBigGuard drops every ICMPv6 Packet Too Big a PE would send.
-// Linux sends the Packet Too Big for an oversize customer packet in a VRF
-// from the MPLS route's output device, in the default table: out of the
-// underlay interface, addressed to the customer, in clear. A PE forwards
-// nothing in the default table that needs one (MPLS drops oversize
-// packets without ICMP), so none is lost that could have worked.
-func PacketTooBigGuard() Guard {
-	return Guard{Dir: "out", Proto: "ipv6-icmp", ICMPType: 2}
-}
-
 // Selector returns the policy's selector as ip xfrm writes it.
 func (g Guard) Selector() string {
 	anyAddr := "0.0.0.0/0"
@@ -82,13 +72,9 @@ func (g Guard) Argv() []string {
 		"dir", g.Dir, "priority", fmt.Sprint(GuardPriority), "action", "block")
 }
 
-// guards returns the guard policies of r's encrypted tunnels, and on a
-// PE with customer sites the Packet Too Big guard.
+// guards returns the guard policies of r's encrypted tunnels.
 func guards(r *plan.Router) []Guard {
 	var out []Guard
-	if len(r.Attachments) > 0 {
-		out = append(out, PacketTooBigGuard())
-	}
 	for _, i := range r.Interfaces {
 		if !i.Encrypted {
 			continue

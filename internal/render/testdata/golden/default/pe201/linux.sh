@@ -18,7 +18,6 @@ sysctl -qw net.core.xfrm_larval_drop=0
 
 # IPsec fail-closed guard: tunnel packets to or from a peer are dropped
 # unless one of charon's policies (a lower priority number) protects them
-ip xfrm policy update src ::/0 dst ::/0 proto ipv6-icmp type 2 dir out priority 3000000 action block
 ip xfrm policy update src ::/0 dst 2001:db8:101::2/128 proto gre dir out priority 3000000 action block
 ip xfrm policy update src 2001:db8:101::2/128 dst ::/0 proto gre dir in priority 3000000 action block
 ip xfrm policy update src ::/0 dst 2001:db8:202::2/128 proto gre dir out priority 3000000 action block
