@@ -273,10 +273,7 @@ func AddGuard(g linux.Guard) error {
 	if g.Peer.Is4() {
 		anyNet = ipNet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
 	}
-	peer := anyNet
-	if g.Peer.IsValid() {
-		peer = ipNet(netip.PrefixFrom(g.Peer, g.Peer.BitLen()))
-	}
+	peer := ipNet(netip.PrefixFrom(g.Peer, g.Peer.BitLen()))
 	pol := &netlink.XfrmPolicy{Src: anyNet, Dst: peer, Dir: netlink.XFRM_DIR_OUT, Priority: linux.GuardPriority, Action: netlink.XFRM_POLICY_BLOCK, DstPort: g.Port}
 	if g.Dir == "in" {
 		pol.Src, pol.Dst, pol.Dir = peer, anyNet, netlink.XFRM_DIR_IN
@@ -286,9 +283,6 @@ func AddGuard(g linux.Guard) error {
 		pol.Proto = netlink.Proto(unix.IPPROTO_GRE)
 	case "udp":
 		pol.Proto = netlink.Proto(unix.IPPROTO_UDP)
-	case "ipv6-icmp":
-		// The ICMP type is the selector's source "port".
-		pol.Proto, pol.SrcPort = netlink.Proto(unix.IPPROTO_ICMPV6), g.ICMPType
 	default:
 		return fmt.Errorf("unknown protocol %q", g.Proto)
 	}

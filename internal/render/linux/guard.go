@@ -26,19 +26,14 @@ const GuardPriority = 3000000
 type Guard struct {
 	// Dir is "out" or "in".
 	Dir string `json:"dir"`
-	// Peer is the far tunnel end's underlay address; unset for a guard
-	// that holds for every address (PacketTooBigGuard).
-	Peer netip.Addr `json:"peer,omitzero"`
-	// Proto is the encapsulation's IP protocol: "gre" (47) or "udp", or
-	// "ipv6-icmp" with ICMPType.
+	// Peer is the far tunnel end's underlay address.
+	Peer netip.Addr `json:"peer"`
+	// Proto is the encapsulation's IP protocol: "gre" (47) or "udp".
 	Proto string `json:"proto"`
 	// Port is the UDP destination port (VXLAN), 0 for GRE.
 	Port int `json:"port,omitempty"`
-	// ICMPType is the ICMPv6 type of an ipv6-icmp guard.
-	ICMPType int `json:"icmp_type,omitempty"`
-	// Tunnel is the tunnel device it guards (for people); empty for a
-	// guard of the whole router.
-	Tunnel string `json:"tunnel,omitempty"`
+	// Tunnel is the tunnel device it guards (for people).
+	Tunnel string `json:"tunnel"`
 }
 
 // Selector returns the policy's selector as ip xfrm writes it.
@@ -46,13 +41,6 @@ func (g Guard) Selector() string {
 	anyAddr := "0.0.0.0/0"
 	if g.Peer.Is6() {
 		anyAddr = "::/0"
-	}
-	if !g.Peer.IsValid() {
-		s := fmt.Sprintf("src ::/0 dst ::/0 proto %s", g.Proto)
-		if g.ICMPType != 0 {
-			s += fmt.Sprintf(" type %d", g.ICMPType)
-		}
-		return s
 	}
 	peer := netip.PrefixFrom(g.Peer, g.Peer.BitLen()).String()
 	src, dst := anyAddr, peer
