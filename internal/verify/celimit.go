@@ -2,6 +2,7 @@ package verify
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -40,7 +41,7 @@ func checkCELimits(sc scope, r *recorder) {
 				}
 				name := fmt.Sprintf("maximum-prefix %s -> %s %s", rt.Name, s.CE, fam.addr.Addr())
 				if st.err != nil || err != nil {
-					r.fail(GroupBGP, name, "the router did not answer `show bgp vrf "+a.VRF+" neighbors json`", "%v", firstErr(st.err, err))
+					r.fail(GroupBGP, name, "the router did not answer `show bgp vrf "+a.VRF+" neighbors json`", "%v", errors.Join(st.err, err))
 					continue
 				}
 				info, ok := nbs[fam.addr.Addr().String()].AFs[fam.af]
@@ -50,13 +51,4 @@ func checkCELimits(sc scope, r *recorder) {
 			}
 		}
 	})
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }

@@ -342,7 +342,6 @@ type Capture struct {
 	stop   sync.Once
 	mu     sync.Mutex
 	n      CaptureCount
-	buf    []byte
 }
 
 // StartCapture starts capturing the lab's underlay between PEs, from its
@@ -366,7 +365,13 @@ func StartCapture(ctx context.Context, p *plan.Plan, nodes node.Nodes) (*Capture
 		}
 	}}
 	go func() {
-		c.done <- r.Run(ctx, node.Cmd{Argv: []string{"tcpdump", "-nn", "-l", "-i", "any", cs.filter}, Stdout: c, Stderr: stderr})
+		// tcpdump's lines, counted as they come.
+		stdout := &lineWriter{fn: func(line string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			c.n.add(c.cs, line)
+		}}
+		c.done <- r.Run(ctx, node.Cmd{Argv: []string{"tcpdump", "-nn", "-l", "-i", "any", cs.filter}, Stdout: stdout, Stderr: stderr})
 	}()
 	select {
 	case <-listening:
@@ -379,22 +384,6 @@ func StartCapture(ctx context.Context, p *plan.Plan, nodes node.Nodes) (*Capture
 		<-c.done
 		return nil, fmt.Errorf("underlay capture: tcpdump did not start listening in 10s")
 	}
-}
-
-// Write implements io.Writer: tcpdump's lines, counted as they come.
-func (c *Capture) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.buf = append(c.buf, b...)
-	for {
-		i := bytes.IndexByte(c.buf, '\n')
-		if i < 0 {
-			break
-		}
-		c.n.add(c.cs, string(c.buf[:i]))
-		c.buf = c.buf[i+1:]
-	}
-	return len(b), nil
 }
 
 // Count is what the capture saw so far.
